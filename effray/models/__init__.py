@@ -1,0 +1,117 @@
+"""The model registry: every net a spec can name, with its knobs and published size.
+
+    >>> from effray.models import build_model, count_params
+    >>> model = build_model("paper_cifar_143k_dw", num_classes=10, in_channels=3)
+    >>> count_params(model)
+    143396
+
+`MODELS` is a plain dict; a new entry is picked up by the spec, the CLI and the
+parametrised tests in tests/test_models.py. Parameter conventions: docs/models.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pydantic
+from torch import nn
+
+from effray.errors import did_you_mean, one_of
+from effray.models.ghostnet import GhostNetArgs, build_ghostnet
+from effray.models.paper import (
+    CIFAR_143K,
+    CIFAR_143K_DW,
+    MNIST_1P5K_DW,
+    MNIST_5K,
+    MNIST_5K_DW,
+    MNIST_7K,
+    MNIST_7K_DW,
+    MNIST_25K,
+    PaperNetArgs,
+    paper_net_builder,
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Callable[..., nn.Module]  # build(num_classes=..., in_channels=..., **args)
+    args: type[pydantic.BaseModel]  # extra knobs; extra="forbid", every field defaulted
+    input_shape: tuple[int, int, int]  # (C, H, W) the paper/thesis uses
+    num_classes: int  # the paper's/thesis's class count
+    description: str
+    reference_params: int | None  # published count at input_shape/num_classes
+
+
+MNIST = (1, 28, 28)
+CIFAR = (3, 32, 32)
+
+
+def _paper(name, table, shape, bias, description, reference) -> ModelEntry:
+    build = paper_net_builder(table, bias=bias)
+    return ModelEntry(name, build, PaperNetArgs, shape, 10, description, reference)
+
+
+_ENTRIES = [
+    _paper("paper_mnist_25k", MNIST_25K, MNIST, False, "MNIST 25K, plain convs", 25_144),
+    _paper("paper_mnist_7k", MNIST_7K, MNIST, False, "MNIST 7K, transition blocks", 7_767),
+    _paper("paper_mnist_7k_dw", MNIST_7K_DW, MNIST, False, "MNIST 7K, one DW conv", 7_611),
+    _paper("paper_mnist_5k", MNIST_5K, MNIST, False, "MNIST 5K, transition blocks", 5_712),
+    _paper("paper_mnist_5k_dw", MNIST_5K_DW, MNIST, False, "MNIST 5K, one DW conv", 5_616),
+    _paper("paper_mnist_1p5k_dw", MNIST_1P5K_DW, MNIST, False, "MNIST 1.5K, four DW convs", 1_560),
+    _paper("paper_cifar_143k", CIFAR_143K, CIFAR, True, "CIFAR-10 143K, plain convs", 143_208),
+    _paper(
+        "paper_cifar_143k_dw", CIFAR_143K_DW, CIFAR, True, "CIFAR-10 143K, five DW convs", 143_396
+    ),
+    ModelEntry(
+        name="ghostnet",
+        build=build_ghostnet,
+        args=GhostNetArgs,
+        input_shape=(3, 227, 227),
+        num_classes=196,
+        description="GhostNet 1.0x as in the Stanford Cars thesis (BN head, FC SE)",
+        # the thesis's table (4.2.8); its code and logs give 4,153,092 -- see docs/models.md
+        reference_params=4_153_090,
+    ),
+]
+MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
+
+
+def build_model(name: str, *, num_classes: int, in_channels: int, **args) -> nn.Module:
+    """Build a registered model; `args` are checked against its knobs first."""
+    if name not in MODELS:
+        hint = did_you_mean(name, MODELS)
+        tip = f"; did you mean {hint!r}?" if hint else ""
+        raise ValueError(f"unknown model {name!r} (allowed {one_of(MODELS)}{tip})")
+    entry = MODELS[name]
+    knobs = entry.args.model_validate(args).model_dump()
+    return entry.build(num_classes=num_classes, in_channels=in_channels, **knobs)
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters (BatchNorm weight and bias count; running stats do not)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def list_models() -> list[dict]:
+    """One row per model, its size counted by building it at the published shape."""
+    rows = []
+    for entry in MODELS.values():
+        model = build_model(
+            entry.name, num_classes=entry.num_classes, in_channels=entry.input_shape[0]
+        )
+        rows.append(
+            {
+                "name": entry.name,
+                "params": count_params(model),
+                "reference_params": entry.reference_params,
+                "input_shape": entry.input_shape,
+                "num_classes": entry.num_classes,
+                "description": entry.description,
+            }
+        )
+    return rows
+
+
+__all__ = ["MODELS", "ModelEntry", "build_model", "count_params", "list_models"]
