@@ -139,6 +139,45 @@ def expand(spec: SpecArg, set_: SetOpt = None) -> None:
     console.print(table)
 
 
+@app.command()
+def techniques(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False) -> None:
+    """List every technique: its fields with defaults, the hooks it uses, what it owns."""
+    from effray.techniques import RUN_ORDER, TECHNIQUES
+
+    rows = []
+    for kind, cls in sorted(TECHNIQUES.items(), key=lambda kv: RUN_ORDER.get(kv[0], 100)):
+        fields = {
+            name: info.default
+            for name, info in cls.model_fields.items()
+            if name not in ("kind", "ablate")
+        }
+        rows.append(
+            {
+                "kind": kind,
+                "order": RUN_ORDER.get(kind),
+                "fields": fields,
+                "hooks": cls.hooks(),
+                "owns": list(cls.owns),
+                "requires": list(cls.requires),
+                "paper": cls.paper,
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table(title="effray techniques (in run order)")
+    for col in ("kind", "fields (defaults)", "hooks", "owns"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["kind"],
+            ", ".join(f"{k}={v!r}" for k, v in r["fields"].items()) or "-",
+            ", ".join(r["hooks"]),
+            ", ".join(r["owns"] + [f"needs {x}" for x in r["requires"]]) or "-",
+        )
+    console.print(table)
+
+
 def _epoch_printer(total: int):
     def on_epoch(metrics: dict[str, Any], checkpoint) -> None:
         console.print(

@@ -59,7 +59,12 @@ class SpecError(Exception):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """The closest valid name to a typo, or None when nothing is close."""
-    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    word = str(word)
+    extended = [c for c in choices if c.startswith(word) and len(word) >= 3]
+    if extended:  # a name typed without its suffix: 'paper_mnist_1p5k' -> 'paper_mnist_1p5k_dw'
+        return min(extended, key=len)
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 

@@ -116,7 +116,7 @@ class TrainSpec(Strict):
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 128  # images per optimizer step
     eval_batch_size: Annotated[int, Field(ge=1, le=65_536)] = 1000  # images per eval forward
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: Annotated[float, Field(gt=0, le=100)] = 0.05  # peak learning rate
+    lr: Annotated[float, Field(gt=0)] = 0.05  # peak learning rate
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9  # sgd momentum / adam beta1
     nesterov: bool = False  # sgd only
     weight_decay: Annotated[float, Field(ge=0, le=10)] = 5e-4  # L2 (sgd, adam) or decoupled (adamw)
@@ -273,7 +273,10 @@ def _allowed_from(err: dict) -> str | None:
         return str(ctx["expected"])
     for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if key in ctx:
-            return f"{sym} {ctx[key]}"
+            bound = ctx[key]
+            if isinstance(bound, float) and bound.is_integer():
+                bound = int(bound)
+            return f"{sym} {bound}"
     if "pattern" in ctx:
         return f"matching {ctx['pattern']}"
     if "min_length" in ctx:
@@ -304,6 +307,11 @@ def _message(err: dict, model_cls: type[BaseModel] | None = None) -> str:
     return msg + (f" ({'; '.join(extras)})" if extras else "")
 
 
+def user_fields(cls: type[BaseModel]) -> list[str]:
+    """Field names a user may write (`trial` is filled in by expansion)."""
+    return [f for f in cls.model_fields if f != "trial"]
+
+
 def _fields_at(model_cls: type[BaseModel] | None, loc) -> list[str]:
     """Field names of the (nested) model at `loc`, for did-you-mean on unknown keys."""
     cls = model_cls
@@ -314,7 +322,7 @@ def _fields_at(model_cls: type[BaseModel] | None, loc) -> list[str]:
         if info is None:
             return []
         cls = _model_in(info.annotation)
-    return list(cls.model_fields) if cls else []
+    return user_fields(cls) if cls else []
 
 
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -505,14 +513,14 @@ def spec_from_dict(raw: dict, source: str | None = None) -> ExperimentSpec:
 def _check_override_path(key: str) -> None:
     parts = key.split(".")
     top = parts[0]
-    if top not in ExperimentSpec.model_fields:
+    if top not in user_fields(ExperimentSpec):
         raise SpecError(
             [
                 problem(
                     key,
                     f"{top!r} is not a spec section",
-                    allowed=one_of(ExperimentSpec.model_fields),
-                    suggestion=did_you_mean(top, ExperimentSpec.model_fields),
+                    allowed=one_of(user_fields(ExperimentSpec)),
+                    suggestion=did_you_mean(top, user_fields(ExperimentSpec)),
                 )
             ]
         )
@@ -698,7 +706,7 @@ def _check_path(spec: ExperimentSpec, path: str) -> Problem | None:
         return None
     cls: type[BaseModel] | None = ExperimentSpec
     for i, part in enumerate(parts):
-        fields = list(cls.model_fields) if cls else []
+        fields = user_fields(cls) if cls else []
         if cls is None or part not in fields:
             where = ".".join(parts[:i]) or "the spec"
             return problem(

@@ -59,7 +59,7 @@ BAD_SPECS = [
     ),
     (
         "model-unknown",
-        ok(model={"name": "paper_mnist_1.5k"}),
+        ok(model={"name": "paper_mnist_1p5k"}),
         ["model.name", "unknown model", "did you mean 'paper_mnist_1p5k_dw'"],
     ),
     ("model-knob-unknown", ok(model={"name": "ghostnet", "widht_mult": 2}), ["model.widht_mult"]),
@@ -74,7 +74,11 @@ BAD_SPECS = [
         ok(techniques=[{"kind": "normalise"}]),
         ["techniques.0.kind", "unknown technique", "did you mean 'normalize'"],
     ),
-    ("technique-no-kind", ok(techniques=[{"mean": [0.5]}]), ["techniques.0.kind", "unknown"]),
+    (
+        "technique-no-kind",
+        ok(techniques=[{"mean": [0.5]}]),
+        ["techniques.0.kind", "missing", "needs a kind"],
+    ),
     ("technique-not-mapping", ok(techniques=["normalize"]), ["techniques", "mapping"]),
     (
         "technique-bad-plugin",

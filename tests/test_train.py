@@ -67,7 +67,9 @@ def test_fit_reports_once_per_epoch_with_all_metrics(tmp_path):
 
 
 def test_synthetic_data_is_learnable():
-    result = fit(make_spec(epochs=4, lr=0.1))
+    spec = make_spec(epochs=4, batch_size=32)
+    spec.data.train_size = 1024
+    result = fit(spec)
     assert result.best_val_acc > 50  # 10 classes: chance is 10%
 
 

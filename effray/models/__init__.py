@@ -18,6 +18,7 @@ import pydantic
 from torch import nn
 
 from effray.errors import did_you_mean, one_of
+from effray.metrics import count_params
 from effray.models.ghostnet import GhostNetArgs, build_ghostnet
 from effray.models.paper import (
     CIFAR_143K,
@@ -87,11 +88,6 @@ def build_model(name: str, *, num_classes: int, in_channels: int, **args) -> nn.
     entry = MODELS[name]
     knobs = entry.args.model_validate(args).model_dump()
     return entry.build(num_classes=num_classes, in_channels=in_channels, **knobs)
-
-
-def count_params(model: nn.Module) -> int:
-    """Trainable parameters (BatchNorm weight and bias count; running stats do not)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def list_models() -> list[dict]:

@@ -65,6 +65,8 @@ def ordered(techniques: list[Technique]) -> list[Technique]:
 
 def resolve_kind(kind: object, path: str):
     """The technique class for `kind`, or a Problem saying why there is none."""
+    if kind is None:
+        return problem(path, "missing: every technique needs a kind", allowed=one_of(TECHNIQUES))
     if not isinstance(kind, str):
         return problem(
             path, "technique kind must be a string", value=kind, allowed=one_of(TECHNIQUES)

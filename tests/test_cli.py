@@ -1,0 +1,151 @@
+"""The command line as a user sees it: messages, tables and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from effray.cli import app
+
+runner = CliRunner()
+ENV = {"COLUMNS": "240", "NO_COLOR": "1"}
+PAPER_COUNTS = {
+    "paper_mnist_25k": 25144,
+    "paper_mnist_7k": 7767,
+    "paper_mnist_7k_dw": 7611,
+    "paper_mnist_5k": 5712,
+    "paper_mnist_5k_dw": 5616,
+    "paper_mnist_1p5k_dw": 1560,
+    "paper_cifar_143k": 143208,
+    "paper_cifar_143k_dw": 143396,
+}
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], env=ENV)
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    def write(**over):
+        raw = {
+            "name": "cli",
+            "data": {"name": "synthetic", "train_size": 128, "val_size": 64, "size": 16},
+            "model": {"name": "paper_mnist_1p5k_dw"},
+            "train": {"epochs": 2, "batch_size": 64, "latency_repeats": 1},
+        }
+        raw.update(over)
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write
+
+
+def test_models_json_has_the_eight_exact_counts():
+    result = invoke("models", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    for name, count in PAPER_COUNTS.items():
+        assert rows[name]["params"] == count
+    assert "ghostnet" in rows
+
+
+def test_models_table():
+    result = invoke("models")
+    assert result.exit_code == 0
+    assert "paper_mnist_1p5k_dw" in result.output and "1,560" in result.output
+
+
+def test_validate_ok(spec_file):
+    result = invoke("validate", spec_file())
+    assert result.exit_code == 0
+    assert "OK" in result.output and "1 trial" in result.output
+
+
+def test_validate_reports_every_problem_and_exits_2(spec_file):
+    path = spec_file(train={"lr": -1, "optimiser": "sgd"})
+    result = invoke("validate", path)
+    assert result.exit_code == 2
+    assert "train.lr: Input should be greater than 0 (value -1; allowed > 0)" in result.output
+    assert "train.optimiser: unknown key 'optimiser'" in result.output
+    assert "did you mean 'optimizer'?" in result.output
+    assert "2 problems; nothing was started." in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_with_bad_override(spec_file):
+    result = invoke("validate", spec_file(), "--set", "train.batch_size=zero")
+    assert result.exit_code == 2
+    assert "train.batch_size" in result.output and "'zero'" in result.output
+
+
+def test_validate_missing_file(tmp_path):
+    result = invoke("validate", tmp_path / "missing.yaml")
+    assert result.exit_code == 2
+    assert "spec file not found" in result.output
+
+
+def test_schema_is_json():
+    result = invoke("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert "train" in schema["properties"]
+
+
+def test_techniques_lists_fields_and_hooks():
+    result = invoke("techniques", "--json")
+    assert result.exit_code == 0
+    rows = {r["kind"]: r for r in json.loads(result.stdout)}
+    assert rows["random_crop"]["fields"] == {"padding": 4}
+    assert "on_data" in rows["random_crop"]["hooks"]
+    table = invoke("techniques")
+    assert table.exit_code == 0 and "random_crop" in table.output
+
+
+def test_expand_prints_named_trials(spec_file):
+    path = spec_file(
+        techniques=[{"kind": "random_crop"}, {"kind": "horizontal_flip"}],
+        ablation="one_at_a_time",
+    )
+    result = invoke("expand", path)
+    assert result.exit_code == 0, result.output
+    for name in ("baseline", "random_crop", "horizontal_flip"):
+        assert name in result.output
+    assert "3 trials" in result.output
+
+
+def test_train_prints_summary_then_resume_continues(spec_file, tmp_path):
+    out = tmp_path / "trial"
+    result = invoke("train", spec_file(), "--out", out)
+    assert result.exit_code == 0, result.output
+    for text in ("epoch   1/2", "epoch   2/2", "best val/acc", "1,560", "CPU latency", "finished"):
+        assert text in result.output
+    assert (out / "trial_spec.yaml").exists() and (out / "metrics.jsonl").exists()
+    again = invoke("resume", out, "--epochs", "3")
+    assert again.exit_code == 0, again.output
+    assert "from checkpoint-epoch0002.pt (epoch 2) to epoch 3" in again.output
+    assert "epoch   3/3" in again.output
+
+
+def test_train_refuses_multi_trial_specs(spec_file):
+    path = spec_file(techniques=[{"kind": "random_crop"}], ablation="one_at_a_time")
+    result = invoke("train", path)
+    assert result.exit_code == 2
+    assert "expands to 2 trials" in result.output
+
+
+def test_resume_without_checkpoints_is_exit_2(tmp_path):
+    result = invoke("resume", tmp_path)
+    assert result.exit_code == 2
+    assert "no checkpoint-epoch*.pt under" in result.output
+
+
+def test_train_with_missing_dataset_is_exit_2(spec_file):
+    path = spec_file(data={"name": "cifar10", "root": "/nonexistent/effray"})
+    result = invoke("train", path)
+    assert result.exit_code == 2
+    assert "dataset 'cifar10' not found under /nonexistent/effray" in result.output
