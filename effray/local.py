@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from effray.checkpoint import append_metrics, atomic_write_text, load_latest
-from effray.spec import ExperimentSpec, apply_override, parse_override, spec_from_dict, to_yaml
+from effray.spec import (
+    ExperimentSpec,
+    apply_override,
+    new_trial_id,
+    parse_override,
+    spec_from_dict,
+    to_yaml,
+)
 from effray.train import FitResult, Report, fit
 
 TRIAL_SPEC = "trial_spec.yaml"
@@ -31,6 +38,9 @@ def train_dir(spec: ExperimentSpec, out: str | Path, on_epoch: Report | None = N
     """Train one trial into `out` (trial spec, checkpoints every epoch, metrics.jsonl)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if spec.trial is not None and spec.trial.id is None:
+        spec = spec.model_copy(deep=True)
+        spec.trial.id = new_trial_id()
     atomic_write_text(out / TRIAL_SPEC, to_yaml(spec))
     return fit(spec, _recorder(out, on_epoch), out / CHECKPOINTS)
 

@@ -190,6 +190,14 @@ class TrialMeta(Strict):
     group: str  # technique set, e.g. "blurpool+mixup" or "baseline"
     index: int = 0
     params: dict[str, Any] = {}  # the search choices fixed for this trial
+    id: str | None = None  # stable id, given when the trial first starts (W&B run id)
+
+
+def new_trial_id() -> str:
+    """A fresh id for a trial run: 8 lowercase hex chars, as W&B run ids look."""
+    import secrets
+
+    return secrets.token_hex(4)
 
 
 AblationMode = Literal["none", "one_at_a_time", "leave_one_out", "all_subsets"]
