@@ -63,11 +63,12 @@ class DataSpec(Strict):
     @model_validator(mode="after")
     def _synthetic_fields_only_for_synthetic(self):
         if self.name != "synthetic":
-            bad = [f for f in SYNTHETIC_ONLY if f in self.model_fields_set]
+            fields = type(self).model_fields
+            bad = [f for f in SYNTHETIC_ONLY if getattr(self, f) != fields[f].default]
             if bad:
                 raise PydanticCustomError(
                     "synthetic_only",
-                    "{fields} only apply to data.name 'synthetic' (dataset is {name!r}); remove them",
+                    "{fields} only apply to data.name 'synthetic' (dataset is '{name}'); remove them",
                     {"fields": ", ".join(bad), "name": self.name},
                 )
         return self
@@ -91,7 +92,7 @@ class ModelSpec(BaseModel):
         if self.name not in MODELS:
             raise PydanticCustomError(
                 "unknown_model",
-                "unknown model {value!r} (allowed {allowed}{hint})",
+                "unknown model '{value}' (allowed {allowed}{hint})",
                 {
                     "value": self.name,
                     "allowed": one_of(MODELS),
@@ -137,7 +138,7 @@ class TrainSpec(Strict):
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise PydanticCustomError(
                 "nesterov",
-                "nesterov needs optimizer 'sgd' with momentum > 0 (optimizer {opt!r}, momentum {m})",
+                "nesterov needs optimizer 'sgd' with momentum > 0 (optimizer '{opt}', momentum {m})",
                 {"opt": self.optimizer, "m": self.momentum},
             )
         return self
