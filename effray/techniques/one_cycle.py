@@ -1,0 +1,77 @@
+"""One-cycle learning-rate policy, stepped after every batch.
+
+Smith & Topin, "Super-Convergence: Very Fast Training of Neural Networks Using Large
+Learning Rates", arXiv:1708.07120 (2017); Smith, "A disciplined approach to neural
+network hyper-parameters: Part 1", arXiv:1803.09820 (2018). Ethiraj & Bolla (seed
+001, "Training Efficient CNNs") raises the LR from a minimum to a maximum and then
+lowers it below the starting value, changing it "after every batch" (section III).
+
+This is `torch.optim.lr_scheduler.OneCycleLR` with torch's defaults: warm-up over
+the first 30% of the steps (`pct_start`), cosine annealing, start at
+max_lr / 25, end at max_lr / 25 / 1e4, and momentum (SGD) or beta1 (Adam) cycled
+inversely between 0.85 and 0.95. total_steps = epochs * steps_per_epoch; the
+scheduler is stepped after each optimizer step except the last, so every step's LR
+is on the schedule. Its state is checkpointed, so resuming mid-cycle is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, PrivateAttr
+from torch.optim.lr_scheduler import OneCycleLR
+
+from effray.techniques import register
+from effray.techniques.base import Technique, TrainState
+
+
+@register
+class OneCycle(Technique):
+    """Warm the LR up to `max_lr`, then anneal it far below the start, every batch."""
+
+    kind: Literal["one_cycle"] = "one_cycle"
+    max_lr: Annotated[float, Field(gt=0, le=100)] | None = None  # peak LR; None = train.lr
+    pct_start: Annotated[float, Field(gt=0, lt=1)] = 0.3  # fraction of steps spent warming up
+    div_factor: Annotated[float, Field(ge=1)] = 25.0  # start LR = max_lr / div_factor
+    final_div_factor: Annotated[float, Field(ge=1)] = 1e4  # end LR = start LR / final_div_factor
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    cycle_momentum: bool = True  # cycle momentum/beta1 between 0.85 and 0.95 (Smith 2018)
+
+    owns: ClassVar[tuple[str, ...]] = ("lr",)
+    paper: ClassVar[str] = "Smith 2018, arXiv:1803.09820"
+
+    _scheduler: OneCycleLR | None = PrivateAttr(None)
+    _pending: dict[str, Any] | None = PrivateAttr(None)  # loaded before on_optimizer
+
+    def on_optimizer(self, state: TrainState) -> None:
+        max_lr = self.max_lr if self.max_lr is not None else state.spec.train.lr
+        self._scheduler = OneCycleLR(
+            state.optimizer,
+            max_lr=max_lr,
+            total_steps=max(2, state.epochs * state.steps_per_epoch),
+            pct_start=self.pct_start,
+            anneal_strategy=self.anneal_strategy,
+            div_factor=self.div_factor,
+            final_div_factor=self.final_div_factor,
+            cycle_momentum=self.cycle_momentum,
+        )
+        if self._pending is not None:
+            self._scheduler.load_state_dict(self._pending)
+            self._pending = None
+
+    def after_step(self, state: TrainState) -> None:
+        if self._scheduler.last_epoch < self._scheduler.total_steps - 1:
+            self._scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._scheduler is None:
+            return {"scheduler": self._pending} if self._pending else {}
+        return {"scheduler": self._scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if self._scheduler is None:
+            self._pending = state["scheduler"]
+        else:
+            self._scheduler.load_state_dict(state["scheduler"])

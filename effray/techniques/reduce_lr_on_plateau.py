@@ -1,0 +1,87 @@
+"""Reduce the learning rate when a validation metric stops improving.
+
+`torch.optim.lr_scheduler.ReduceLROnPlateau`, as configured in the Stanford Cars
+thesis (seed 004, sections 3.3, 4.2.9): factor 0.1, patience 5 epochs, relative threshold
+1e-3, min LR 1e-7, on the validation loss. The schedule itself goes back to the
+step-on-plateau practice of Krizhevsky et al., "ImageNet Classification with Deep
+Convolutional Neural Networks", NeurIPS 2012.
+
+Stepped once per epoch in `on_epoch_end` with this epoch's metric.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, PrivateAttr, model_validator
+from torch.optim.lr_scheduler import ReduceLROnPlateau as TorchReduceLROnPlateau
+
+from effray.techniques import register
+from effray.techniques.base import Technique, TrainState
+
+Metric = Literal["val/loss", "val/acc", "train/loss", "train/acc"]
+
+
+def check_mode(metric: str, mode: str) -> None:
+    """Refuse a direction that would treat getting worse as improving."""
+    wanted = "max" if metric.endswith("/acc") else "min"
+    if mode != wanted:
+        raise ValueError(
+            f"mode {mode!r} with metric {metric!r} treats getting worse as improving; "
+            f"use mode: {wanted}"
+        )
+
+
+@register
+class ReduceLROnPlateau(Technique):
+    """Multiply the LR by `factor` after `patience` epochs without improvement."""
+
+    kind: Literal["reduce_lr_on_plateau"] = "reduce_lr_on_plateau"
+    metric: Metric = "val/loss"  # watched once per epoch
+    mode: Literal["min", "max"] = "min"  # min for losses, max for accuracies
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.1  # LR multiplier on a plateau
+    patience: Annotated[int, Field(ge=0)] = 5  # epochs without improvement before reducing
+    threshold: Annotated[float, Field(ge=0)] = 1e-3  # relative change that counts as better
+    cooldown: Annotated[int, Field(ge=0)] = 0  # epochs to wait after a reduction
+    min_lr: Annotated[float, Field(ge=0)] = 1e-7  # LR floor
+
+    owns: ClassVar[tuple[str, ...]] = ("lr",)
+    paper: ClassVar[str] = "thesis 004 section 3.3 (ReduceLROnPlateau); Krizhevsky et al. 2012"
+
+    _scheduler: TorchReduceLROnPlateau | None = PrivateAttr(None)
+    _pending: dict[str, Any] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _mode_matches_metric(self):
+        check_mode(self.metric, self.mode)
+        return self
+
+    def on_optimizer(self, state: TrainState) -> None:
+        self._scheduler = TorchReduceLROnPlateau(
+            state.optimizer,
+            mode=self.mode,
+            factor=self.factor,
+            patience=self.patience,
+            threshold=self.threshold,
+            cooldown=self.cooldown,
+            min_lr=self.min_lr,
+        )
+        if self._pending is not None:
+            self._scheduler.load_state_dict(self._pending)
+            self._pending = None
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self._scheduler.step(state.metrics[self.metric])
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._scheduler is None:
+            return dict(self._pending or {})
+        return self._scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if self._scheduler is None:
+            self._pending = dict(state)
+        else:
+            self._scheduler.load_state_dict(state)

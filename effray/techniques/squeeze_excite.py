@@ -1,0 +1,131 @@
+"""Squeeze-and-Excitation blocks after convolutions.
+
+Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507.
+Ethiraj & Bolla (seed 001, "Training Efficient CNNs") adds "the SE block at the end
+of every convolutional layer using appropriate 'latent channel' and 'min channel'
+hyperparameters of the Mosaic ML library" (section III.D); we follow Composer's
+layout: the block goes directly after the Conv2d (before its BatchNorm), and its MLP
+has no biases unless `bias: true` (Hu et al. use biases).
+
+Block: GAP -> 1x1 conv C->L -> ReLU -> 1x1 conv L->C -> sigmoid -> x * gate.
+Parameters added per block: 2*C*L (+ L + C with biases).
+
+Which convs get one: every Conv2d with out_channels >= `min_channels`, depthwise and
+1x1 convs included (Composer applies it to every Conv2d too), except the classifier
+-- the last Conv2d whose out_channels equals the number of classes -- because gating
+logits is not channel attention. Composer's default min_channels=128 would skip
+every layer of the paper's tiny nets (8-260 channels), so ours is 8. Composer tests
+min(in, out) channels; we test out_channels (the channels being gated), which
+differs only for the first conv of an image (1 or 3 input channels).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from effray.techniques import register
+from effray.techniques.base import Technique, TrainState
+
+
+def latent_width(channels: int, latent_channels: float) -> int:
+    """Hidden width: a fraction of `channels` when < 1, else an absolute count (Composer)."""
+    width = latent_channels * channels if latent_channels < 1 else latent_channels
+    return max(1, int(width))
+
+
+class SqueezeExcite2d(nn.Module):
+    """Channel attention: x * sigmoid(W2 relu(W1 gap(x)))."""
+
+    def __init__(self, channels: int, latent: int, bias: bool = False):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, latent, 1, bias=bias)
+        self.expand = nn.Conv2d(latent, channels, 1, bias=bias)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, 1, 1) scales in (0, 1)."""
+        return torch.sigmoid(self.expand(torch.relu(self.reduce(self.pool(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class SqueezeExciteConv2d(nn.Sequential):
+    """The original conv (weights kept) followed by its SE block."""
+
+    def __init__(self, conv: nn.Conv2d, latent: int, bias: bool = False):
+        super().__init__(conv, SqueezeExcite2d(conv.out_channels, latent, bias))
+
+
+def apply_squeeze_excite(
+    model: nn.Module,
+    latent_channels: float = 0.25,
+    min_channels: int = 8,
+    *,
+    num_classes: int | None = None,
+    bias: bool = False,
+) -> dict[str, int]:
+    """Add an SE block after each qualifying Conv2d of `model`, in place.
+
+    Returns {"blocks": number added, "params": parameters added}. With `num_classes`,
+    the last Conv2d with that many output channels (the classifier) is skipped.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    classifier = None
+    if num_classes is not None:
+        heads = [m for m in convs if m.out_channels == num_classes]
+        classifier = heads[-1] if heads else None
+    done = {"blocks": 0, "params": 0}
+
+    def visit(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            if isinstance(child, SqueezeExciteConv2d):
+                continue
+            if isinstance(child, nn.Conv2d):
+                if child is classifier or child.out_channels < min_channels:
+                    continue
+                wrapped = SqueezeExciteConv2d(
+                    child, latent_width(child.out_channels, latent_channels), bias
+                )
+                setattr(parent, name, wrapped)
+                done["blocks"] += 1
+                done["params"] += sum(p.numel() for p in wrapped[1].parameters())
+            else:
+                visit(child)
+
+    visit(model)
+    return done
+
+
+@register
+class SqueezeExcite(Technique):
+    """Squeeze-and-Excitation after every conv with at least `min_channels` outputs."""
+
+    kind: Literal["squeeze_excite"] = "squeeze_excite"
+    latent_channels: Annotated[float, Field(gt=0)] = 0.25  # < 1: fraction of C; >= 1: channels
+    min_channels: Annotated[int, Field(ge=1)] = 8  # small: the paper's nets have 8-260 channels
+    bias: bool = False  # Composer's SE MLP (the paper's) has no biases; Hu et al. have them
+
+    paper: ClassVar[str] = "Hu et al. 2017, arXiv:1709.01507"
+
+    def on_model(self, model: nn.Module, state: TrainState) -> nn.Module:
+        done = apply_squeeze_excite(
+            model,
+            self.latent_channels,
+            self.min_channels,
+            num_classes=state.num_classes,
+            bias=self.bias,
+        )
+        state.logs["squeeze_excite/num_blocks"] = float(done["blocks"])
+        state.logs["squeeze_excite/params_added"] = float(done["params"])
+        if done["blocks"] == 0:
+            self.no_effect(
+                state,
+                f"no conv in {state.model_name} has >= {self.min_channels} output channels "
+                "(the classifier excluded); model unchanged",
+            )
+        return model
