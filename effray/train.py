@@ -121,7 +121,7 @@ def model_facts(model: nn.Module, data, spec: ExperimentSpec) -> dict[str, float
         seconds = cpu_latency(
             model,
             images,
-            batch_size=spec.train.eval_batch_size,
+            batch_size=spec.train.latency_batch_size,
             threads=spec.train.latency_threads,
             repeats=spec.train.latency_repeats,
         )
