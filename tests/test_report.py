@@ -415,7 +415,7 @@ def test_report_on_an_interrupted_ray_experiment(ray_run):
 @pytest.mark.slow
 def test_report_on_a_restored_ray_experiment(ray_run, tmp_path):
     root = ray_run["root"]
-    assert ray_run["restore_rc"] in (0, 130), ray_run["restore_out"]
+    assert ray_run["restore_rc"] == 0, ray_run["restore_out"]
     assert (root / "results.json").is_file()
     records = rep.load_experiment(root)
     assert len(records) == 4

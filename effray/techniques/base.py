@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 from torch import nn
 
 
@@ -143,3 +143,40 @@ class Technique(BaseModel):
             "on_fit_end",
         ]
         return [n for n in names if getattr(cls, n) is not getattr(Technique, n)]
+
+
+class ScheduledLR(Technique):
+    """Base of the LR owners that wrap a torch LR scheduler (one_cycle, multistep_lr, …).
+
+    Subclasses say how to build the scheduler and when to step it; this class saves
+    and restores the scheduler's state so resume is exact, also when the state is
+    loaded before `on_optimizer` has built the scheduler.
+    """
+
+    owns: ClassVar[tuple[str, ...]] = ("lr",)
+    spec_keys: ClassVar[tuple[str, ...]] = ()  # scheduler state rebuilt from the spec, not saved
+
+    _scheduler: Any = PrivateAttr(None)
+    _pending: dict[str, Any] | None = PrivateAttr(None)  # state loaded before on_optimizer
+
+    def make_scheduler(self, state: TrainState):
+        raise NotImplementedError
+
+    def on_optimizer(self, state: TrainState) -> None:
+        self._scheduler = self.make_scheduler(state)
+        pending, self._pending = self._pending, None
+        self.load_state_dict(pending or {})
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._scheduler is None:
+            return dict(self._pending or {})
+        saved = self._scheduler.state_dict()
+        return {k: v for k, v in saved.items() if k not in self.spec_keys}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if self._scheduler is None:
+            self._pending = dict(state)
+        else:
+            self._scheduler.load_state_dict({**self._scheduler.state_dict(), **state})

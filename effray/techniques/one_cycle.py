@@ -16,17 +16,17 @@ is on the schedule. Its state is checkpointed, so resuming mid-cycle is exact.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 from torch.optim.lr_scheduler import OneCycleLR
 
 from effray.techniques import register
-from effray.techniques.base import Technique, TrainState
+from effray.techniques.base import ScheduledLR, TrainState
 
 
 @register
-class OneCycle(Technique):
+class OneCycle(ScheduledLR):
     """Warm the LR up to `max_lr`, then anneal it far below the start, every batch."""
 
     kind: Literal["one_cycle"] = "one_cycle"
@@ -37,15 +37,11 @@ class OneCycle(Technique):
     anneal_strategy: Literal["cos", "linear"] = "cos"
     cycle_momentum: bool = True  # cycle momentum/beta1 between 0.85 and 0.95 (Smith 2018)
 
-    owns: ClassVar[tuple[str, ...]] = ("lr",)
     paper: ClassVar[str] = "Smith 2018, arXiv:1803.09820"
 
-    _scheduler: OneCycleLR | None = PrivateAttr(None)
-    _pending: dict[str, Any] | None = PrivateAttr(None)  # loaded before on_optimizer
-
-    def on_optimizer(self, state: TrainState) -> None:
+    def make_scheduler(self, state: TrainState) -> OneCycleLR:
         max_lr = self.max_lr if self.max_lr is not None else state.spec.train.lr
-        self._scheduler = OneCycleLR(
+        return OneCycleLR(
             state.optimizer,
             max_lr=max_lr,
             total_steps=max(2, state.epochs * state.steps_per_epoch),
@@ -55,23 +51,7 @@ class OneCycle(Technique):
             final_div_factor=self.final_div_factor,
             cycle_momentum=self.cycle_momentum,
         )
-        if self._pending is not None:
-            self._scheduler.load_state_dict(self._pending)
-            self._pending = None
 
     def after_step(self, state: TrainState) -> None:
         if self._scheduler.last_epoch < self._scheduler.total_steps - 1:
             self._scheduler.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._scheduler is None:
-            return {"scheduler": self._pending} if self._pending else {}
-        return {"scheduler": self._scheduler.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not state:
-            return
-        if self._scheduler is None:
-            self._pending = state["scheduler"]
-        else:
-            self._scheduler.load_state_dict(state["scheduler"])

@@ -11,13 +11,13 @@ Stepped once per epoch in `on_epoch_end` with this epoch's metric.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 from torch.optim.lr_scheduler import ReduceLROnPlateau as TorchReduceLROnPlateau
 
 from effray.techniques import register
-from effray.techniques.base import Technique, TrainState
+from effray.techniques.base import ScheduledLR, TrainState
 
 Metric = Literal["val/loss", "val/acc", "train/loss", "train/acc"]
 
@@ -33,7 +33,7 @@ def check_mode(metric: str, mode: str) -> None:
 
 
 @register
-class ReduceLROnPlateau(Technique):
+class ReduceLROnPlateau(ScheduledLR):
     """Multiply the LR by `factor` after `patience` epochs without improvement."""
 
     kind: Literal["reduce_lr_on_plateau"] = "reduce_lr_on_plateau"
@@ -45,19 +45,15 @@ class ReduceLROnPlateau(Technique):
     cooldown: Annotated[int, Field(ge=0)] = 0  # epochs to wait after a reduction
     min_lr: Annotated[float, Field(ge=0)] = 1e-7  # LR floor
 
-    owns: ClassVar[tuple[str, ...]] = ("lr",)
     paper: ClassVar[str] = "thesis 004 section 3.3 (ReduceLROnPlateau); Krizhevsky et al. 2012"
-
-    _scheduler: TorchReduceLROnPlateau | None = PrivateAttr(None)
-    _pending: dict[str, Any] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _mode_matches_metric(self):
         check_mode(self.metric, self.mode)
         return self
 
-    def on_optimizer(self, state: TrainState) -> None:
-        self._scheduler = TorchReduceLROnPlateau(
+    def make_scheduler(self, state: TrainState) -> TorchReduceLROnPlateau:
+        return TorchReduceLROnPlateau(
             state.optimizer,
             mode=self.mode,
             factor=self.factor,
@@ -66,22 +62,6 @@ class ReduceLROnPlateau(Technique):
             cooldown=self.cooldown,
             min_lr=self.min_lr,
         )
-        if self._pending is not None:
-            self._scheduler.load_state_dict(self._pending)
-            self._pending = None
 
     def on_epoch_end(self, state: TrainState) -> None:
         self._scheduler.step(state.metrics[self.metric])
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._scheduler is None:
-            return dict(self._pending or {})
-        return self._scheduler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not state:
-            return
-        if self._scheduler is None:
-            self._pending = dict(state)
-        else:
-            self._scheduler.load_state_dict(state)
