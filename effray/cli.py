@@ -236,7 +236,8 @@ def _run_fit(fn, out: Path) -> None:
         except TrialDiverged as exc:
             _show_warnings(caught)
             fail(str(exc), code=1)
-    _show_warnings([w for w in caught if "NoEffect" in type(w.message).__name__])
+    shown = ("NoEffectWarning", "TrackingWarning")
+    _show_warnings([w for w in caught if type(w.message).__name__ in shown])
     _summary(result, out)
 
 

@@ -18,6 +18,7 @@ from effray.spec import (
     spec_from_dict,
     to_yaml,
 )
+from effray.tracking import track_fit
 from effray.train import FitResult, Report, fit
 
 TRIAL_SPEC = "trial_spec.yaml"
@@ -42,7 +43,8 @@ def train_dir(spec: ExperimentSpec, out: str | Path, on_epoch: Report | None = N
         spec = spec.model_copy(deep=True)
         spec.trial.id = new_trial_id()
     atomic_write_text(out / TRIAL_SPEC, to_yaml(spec))
-    return fit(spec, _recorder(out, on_epoch), out / CHECKPOINTS)
+    report = _recorder(out, on_epoch)
+    return track_fit(spec, out, report, lambda r: fit(spec, r, out / CHECKPOINTS))
 
 
 def resume_spec(
@@ -75,4 +77,7 @@ def resume_dir(
     directory = Path(directory)
     spec, loaded = resume_spec(directory, epochs, overrides)
     atomic_write_text(directory / TRIAL_SPEC, to_yaml(spec))
-    return fit(spec, _recorder(directory, on_epoch), directory / CHECKPOINTS, resume_from=loaded)
+    report = _recorder(directory, on_epoch)
+    return track_fit(
+        spec, directory, report, lambda r: fit(spec, r, directory / CHECKPOINTS, resume_from=loaded)
+    )

@@ -331,6 +331,60 @@ class ProgressCallback(tune.Callback):
         self._send(trial, status="RETRYING")
 
 
+class WandbCallback(tune.Callback):
+    """One W&B run per trial, driven here on the driver (a trial ASHA stops loses nothing).
+
+    effray.tracking does the W&B part: run id = the trial's stable id, so a retried or
+    restored trial continues its run. Offline runs go to `<experiment dir>/wandb`
+    (with object-store storage: ./runs/<name>/wandb on the driver).
+    """
+
+    def __init__(self, experiment_dir: str) -> None:
+        self.experiment_dir = experiment_dir
+        self._open: dict[str, tuple] = {}  # Ray trial id -> (TrialSpec, Tracker)
+
+    def __getstate__(self) -> dict:  # pickled into tuner.pkl; open runs belong to one driver
+        return {"experiment_dir": self.experiment_dir}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["experiment_dir"])
+
+    def _run(self, trial) -> tuple:
+        from effray.tracking import open_run
+
+        if trial.trial_id not in self._open:
+            local = not _is_uri(self.experiment_dir)  # a restore may have moved the directory
+            name = self.experiment_dir.rstrip("/").rsplit("/", 1)[-1]
+            root = Path(trial.path).parent if local else Path(DEFAULT_STORAGE).resolve() / name
+            self._open[trial.trial_id] = open_run(trial.config["trial"], root, trial.path)
+        return self._open[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        metrics = {k: v for k, v in result.items() if "/" in k or k in ("epoch", "lr")}
+        self._run(trial)[1].log(metrics, step=result.get("epoch", 0))  # not Ray's own keys
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        try:
+            error = trial.get_error() or "error"  # the traceback text: diverged or not
+        except Exception:
+            error = "error"
+        self._finish(trial, error)
+
+    def _finish(self, trial, error: object = None) -> None:
+        from effray.tracking import stop_reason_for
+
+        spec, tracker = self._run(trial)
+        del self._open[trial.trial_id]
+        last = trial.last_result or {}
+        tracker.finish(stop_reason_for(spec, last, error, bool(last.get(STOPPED_BY_SCHEDULER))))
+
+
 # ---------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------
@@ -395,10 +449,10 @@ def outcome(config: dict, metrics: dict, error: BaseException | None, path: str)
     ran = int(metrics.get("epoch", 0) or 0)
     if error is not None:
         status, stopped_by = "error", f"error: {error_reason(error)}"
+    elif ran >= epochs:  # all epochs reported, even if the driver died before Ray saw "done"
+        status, stopped_by = "finished", "finished"
     elif not metrics.get("done"):
         status, stopped_by = "unfinished", "interrupted" if ran else "not started"
-    elif ran >= epochs:
-        status, stopped_by = "finished", "finished"
     elif metrics.get(STOPPED_BY_SCHEDULER):
         status, stopped_by = "stopped", "asha"
     else:
@@ -758,9 +812,11 @@ def run_experiment(
     pickled into the experiment state, so `effray restore` brings them back.
     `on_event` receives plain dicts: one "experiment" event, then "trial" events.
     """
-    from effray.spec import expand
+    from effray.spec import expand, new_trial_id
 
     trials = expand(spec)
+    for t in trials:  # stable ids, fixed here so the driver knows them: the W&B run ids
+        t.trial.id = t.trial.id or new_trial_id()
     root = storage_root(storage or spec.run.storage)
     path, name = fresh_experiment_dir(root, name or spec.name, explicit=name is not None)
     manifest = {
@@ -787,7 +843,7 @@ def run_experiment(
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.run.checkpoint_keep),
-            callbacks=[ProgressCallback(), *callbacks],
+            callbacks=[ProgressCallback(), WandbCallback(path), *callbacks],
         ),
     }
     started = time.perf_counter()
