@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from effray.errors import SpecError
+from effray.errors import SpecError, did_you_mean
 
 app = typer.Typer(
     add_completion=False,
@@ -246,6 +246,9 @@ def train(
     spec: SpecArg,
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="Trial directory (default runs/<name>).")] = None,
+    trial_name: Annotated[
+        str | None, typer.Option("--trial", help="Which trial of the spec (default: the first).")
+    ] = None,
 ) -> None:
     """Train one trial on this machine, no Ray: checkpoints every epoch, resumable."""
     from effray.local import train_dir
@@ -253,12 +256,18 @@ def train(
 
     loaded = _load(spec, set_)
     trials = expand_spec(loaded)
-    if len(trials) != 1:
+    names = [t.trial.name for t in trials]
+    if trial_name is not None and trial_name not in names:
         fail(
-            f"{spec} expands to {len(trials)} trials; `effray train` runs one "
-            "(use `effray run` for many, or set ablation: none and remove search)"
+            f"--trial {trial_name!r} is not a trial of {spec} (allowed one of {', '.join(names)}"
+            f"{'; did you mean ' + repr(did_you_mean(trial_name, names)) + '?' if did_you_mean(trial_name, names) else ''})"
         )
-    trial = trials[0]
+    trial = trials[names.index(trial_name)] if trial_name else trials[0]
+    if len(trials) > 1 and trial_name is None:
+        console.print(
+            f"{spec} expands to {len(trials)} trials; training the first, {trial.trial.name!r} "
+            "(pick one with --trial NAME; `effray run` runs them all)"
+        )
     out = out or Path("runs") / loaded.name
     console.print(f"training {trial.trial.name} ({trial.model.name} on {trial.data.name}) → {out}")
     _run_fit(lambda: train_dir(trial, out, _epoch_printer(trial.train.epochs)), out)

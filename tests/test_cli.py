@@ -131,11 +131,17 @@ def test_train_prints_summary_then_resume_continues(spec_file, tmp_path):
     assert "epoch   3/3" in again.output
 
 
-def test_train_refuses_multi_trial_specs(spec_file):
+def test_train_picks_one_trial_of_a_multi_trial_spec(spec_file, tmp_path):
     path = spec_file(techniques=[{"kind": "random_crop"}], ablation="one_at_a_time")
-    result = invoke("train", path)
-    assert result.exit_code == 2
-    assert "expands to 2 trials" in result.output
+    result = invoke("train", path, "--out", tmp_path / "a", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "expands to 2 trials; training the first, 'baseline'" in result.output
+    picked = invoke("train", path, "--trial", "random_crop", "--out", tmp_path / "b")
+    assert picked.exit_code == 0, picked.output
+    assert "training random_crop" in picked.output
+    bad = invoke("train", path, "--trial", "random_crp")
+    assert bad.exit_code == 2
+    assert "did you mean 'random_crop'?" in bad.output
 
 
 def test_resume_without_checkpoints_is_exit_2(tmp_path):
