@@ -132,8 +132,9 @@ def test_resume_in_process_is_exact(tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
 
 
-def _write_spec(path: Path, epochs: int) -> Path:
+def _write_spec(path: Path, epochs: int, techniques: list | None = None) -> Path:
     raw = {
+        "techniques": techniques or [],
         "name": "killme",
         "data": {**SYN, "train_size": 2048},
         "model": {"name": "paper_mnist_1p5k_dw"},
@@ -153,10 +154,14 @@ def _effray(*args, **kw):
     )
 
 
+MID_SWA = [{"kind": "swa", "start": 0.5}, {"kind": "one_cycle"}, {"kind": "sam"}]
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("techniques", [[], MID_SWA], ids=["plain", "swa+one_cycle+sam"])
+def test_sigkill_then_resume_gives_identical_weights(tmp_path, techniques):
     """4 epochs straight == 2 epochs + SIGKILL of the process + `effray resume` to 4."""
-    spec_path = _write_spec(tmp_path / "spec.yaml", epochs=4)
+    spec_path = _write_spec(tmp_path / "spec.yaml", epochs=4, techniques=techniques)
     straight = tmp_path / "straight"
     proc = _effray("train", str(spec_path), "--out", str(straight))
     out, _ = proc.communicate(timeout=600)
@@ -183,3 +188,27 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path):
     a = load_checkpoint(list_checkpoints(straight)[-1])["model"]
     b = load_checkpoint(list_checkpoints(killed)[-1])["model"]
     assert_identical(a, b)
+
+
+def test_plugin_technique_by_import_path(tmp_path, monkeypatch):
+    (tmp_path / "my_effray_plugin.py").write_text(
+        "from typing import Literal\n"
+        "from effray.techniques import Technique\n"
+        "class CountSteps(Technique):\n"
+        "    kind: str = 'my_effray_plugin:CountSteps'\n"
+        "    scale: float = 1.0\n"
+        "    def after_step(self, state):\n"
+        "        state.logs['plugin/steps'] = state.logs.get('plugin/steps', 0) + self.scale\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = spec_from_dict(
+        {
+            "name": "plugin",
+            "data": dict(SYN),
+            "techniques": [{"kind": "my_effray_plugin:CountSteps", "scale": 2.0}],
+            "train": {"epochs": 1, "batch_size": 64, "latency_repeats": 0},
+        }
+    )
+    assert type(spec.techniques[0]).__name__ == "CountSteps"
+    result = fit(spec)
+    assert result.final["plugin/steps"] == 2.0 * 4  # 256 images / 64 per step
