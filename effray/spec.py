@@ -547,8 +547,9 @@ def check_spec(spec: ExperimentSpec, *, check_data: bool = True) -> list[Problem
     problems += _check_ablation(spec, kinds)
     if spec.search is not None:
         problems += _check_search(spec)
-    if spec.asha_metric_problem():
-        problems.append(spec.asha_metric_problem())
+    asha = _asha_metric_problem(spec)
+    if asha:
+        problems.append(asha)
     if check_data:
         from effray.data import check_data as _check_data
 
@@ -731,22 +732,19 @@ def _check_path(spec: ExperimentSpec, path: str) -> Problem | None:
     return None
 
 
-def _asha_metric_problem(self: ExperimentSpec) -> Problem | None:
-    if self.search is None or self.search.asha is None:
+def _asha_metric_problem(spec: ExperimentSpec) -> Problem | None:
+    if spec.search is None or spec.search.asha is None:
         return None
     known = ("val/acc", "val/loss", "train/acc", "train/loss")
-    if self.search.asha.metric not in known:
+    if spec.search.asha.metric not in known:
         return problem(
             "search.asha.metric",
             "is not a metric effray reports every epoch",
-            value=self.search.asha.metric,
+            value=spec.search.asha.metric,
             allowed=one_of(known),
-            suggestion=did_you_mean(self.search.asha.metric, known),
+            suggestion=did_you_mean(spec.search.asha.metric, known),
         )
     return None
-
-
-ExperimentSpec.asha_metric_problem = _asha_metric_problem  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------
@@ -818,15 +816,11 @@ def search_points(spec: ExperimentSpec) -> list[dict[str, Any]]:
     return points
 
 
-def _set_path(raw: dict, path: str, value: Any) -> None:
-    apply_override(raw, path, value)
-
-
 def expand_one(spec: ExperimentSpec, point: dict[str, Any]) -> ExperimentSpec | SpecError:
     raw = spec.model_dump(mode="json", exclude={"search", "trial"})
     raw["ablation"] = "none"
     for path, value in point.items():
-        _set_path(raw, path, value)
+        apply_override(raw, path, value)
     try:
         return ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
@@ -866,12 +860,6 @@ def expand(spec: ExperimentSpec) -> list[ExperimentSpec]:
         if names.count(t.trial.name) > 1:
             t.trial.name += f"-{t.trial.index}"
     return trials
-
-
-def trial_spec(spec: ExperimentSpec) -> ExperimentSpec:
-    """A spec with no search or ablation is its own single trial."""
-    trials = expand(spec)
-    return trials[0]
 
 
 def to_yaml(spec: ExperimentSpec) -> str:

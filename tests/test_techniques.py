@@ -25,6 +25,7 @@ from effray.errors import SpecError
 from effray.models import build_model, count_params
 from effray.spec import expand, load_spec, spec_from_dict
 from effray.techniques import RUN_ORDER, TECHNIQUES, NoEffectWarning, Technique, TrainState
+from effray.techniques.base import HOOKS
 from effray.techniques.blurpool import BlurMaxPool2d, apply_blurpool, binomial_filter
 from effray.techniques.cutout import cutout_batch
 from effray.techniques.dropout import apply_dropout
@@ -169,16 +170,7 @@ def test_hooks_lists_exactly_what_it_overrides(kind):
     cls = TECHNIQUES[kind]
     listed = cls.hooks()
     assert listed, f"{kind} overrides no hook"
-    for name in (
-        "on_data",
-        "on_model",
-        "on_optimizer",
-        "on_batch",
-        "step",
-        "after_step",
-        "on_epoch_end",
-        "on_fit_end",
-    ):
+    for name in HOOKS:
         overridden = getattr(cls, name) is not getattr(Technique, name)
         assert (name in listed) == overridden
     assert ("step" in listed) == ("step" in cls.owns)

@@ -34,6 +34,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from torch import nn
 
+HOOKS = (  # every hook, in the order fit calls them
+    "on_data",
+    "on_model",
+    "on_optimizer",
+    "on_batch",
+    "step",
+    "after_step",
+    "on_epoch_end",
+    "on_fit_end",
+)
+
 
 class NoEffectWarning(UserWarning):
     """A technique was asked for but changed nothing (e.g. BlurPool on a net with no pooling)."""
@@ -132,17 +143,7 @@ class Technique(BaseModel):
     @classmethod
     def hooks(cls) -> list[str]:
         """The hooks this class overrides (for `effray techniques`)."""
-        names = [
-            "on_data",
-            "on_model",
-            "on_optimizer",
-            "on_batch",
-            "step",
-            "after_step",
-            "on_epoch_end",
-            "on_fit_end",
-        ]
-        return [n for n in names if getattr(cls, n) is not getattr(Technique, n)]
+        return [n for n in HOOKS if getattr(cls, n) is not getattr(Technique, n)]
 
 
 class ScheduledLR(Technique):
