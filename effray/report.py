@@ -84,6 +84,7 @@ class TrialRecord:
     latency_s: float = math.nan  # CPU seconds to predict latency_images validation images
     latency_images: float = math.nan
     train_time_s: float = 0.0  # sum of the epochs' training time (evaluation excluded)
+    late_gain: float = math.nan  # points the best val/acc rose in the last quarter of epochs
 
 
 @dataclass
@@ -109,6 +110,7 @@ class GroupRow:
     epochs_planned: int
     stopped_by: dict[str, int]
     train_time_s: float  # mean per trial
+    late_gain: float = math.nan  # mean over trials of TrialRecord.late_gain
     diff_to_baseline: float | None = None  # percentage points vs the baseline row
     paper: float | None = None  # the spec's reference accuracy for this group
     diff_to_paper: float | None = None
@@ -253,6 +255,7 @@ def load_trial(directory: Path, stop_reasons: dict[str, str] | None = None) -> T
         record.latency_s = _fact(history, "model/latency_s")
         record.latency_images = _fact(history, "model/latency_images")
         record.train_time_s = sum(float(m.get("time/epoch_s", 0.0)) for m in history)
+        record.late_gain = late_gain(accs)
     reason = (stop_reasons or {}).get(name)
     if reason:
         record.stopped_by = reason
@@ -263,6 +266,21 @@ def load_trial(directory: Path, stop_reasons: dict[str, str] | None = None) -> T
     elif history:
         record.stopped_by = RUNNING
     return record
+
+
+def late_gain(accs: list[float]) -> float:
+    """How many points the best val acc rose during the last quarter of the epochs run
+    (at least the last epoch): max(all) - max(all but the last quarter).
+
+    A convergence check: near 0, more epochs of this schedule would not have helped; a
+    positive value says the trial was still improving when it stopped. nan with < 2 epochs.
+    """
+    seen = [a for a in accs if not math.isnan(a)]
+    if len(seen) < 2:
+        return math.nan
+    late = max(1, len(accs) // 4)
+    earlier = [a for a in accs[:-late] if not math.isnan(a)]
+    return max(seen) - max(earlier) if earlier else math.nan
 
 
 def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
@@ -392,6 +410,7 @@ def summarize(
                 epochs_planned=max(r.epochs_planned for r in recs),
                 stopped_by=stops,
                 train_time_s=_nanmean([r.train_time_s for r in ran]),
+                late_gain=_nanmean([r.late_gain for r in ran]),
                 paper=paper,
                 diff_to_paper=None if paper is None or math.isnan(mean) else mean - paper,
             )
@@ -421,6 +440,7 @@ SORT_COLUMNS: dict[str, tuple[Callable[[GroupRow], Any], bool]] = {
     "epochs": (lambda r: r.epochs_max, True),
     "n": (lambda r: r.n, True),
     "time": (lambda r: r.train_time_s, False),
+    "late": (lambda r: r.late_gain, False),
 }
 
 
@@ -462,6 +482,7 @@ HEADERS = [
     "size KB",
     "latency s",
     "epochs",
+    "late Δ",
     "stopped by",
 ]
 PAPER_COLUMNS = ("paper", "Δ paper")  # shown when the spec has a reference: section
@@ -475,7 +496,9 @@ def legend(rows: list[GroupRow]) -> str:
         "val acc: best-epoch validation accuracy of each trial, mean ± sample std over the n "
         "trials (seeds) that reported an epoch; final: the last epoch's; best: the best "
         "trial; Δ in percentage points; latency: CPU seconds to predict "
-        f"{over} (mean over trials); epochs: run/planned."
+        f"{over} (mean over trials); epochs: run/planned; late Δ: how much the best val "
+        "acc rose during the last quarter of the epochs run (mean over trials), near 0 "
+        "when training had levelled off."
     )
 
 
@@ -516,6 +539,7 @@ def table_cells(rows: list[GroupRow]) -> tuple[list[str], list[list[str]]]:
             _num(r.size_kb, ".1f"),
             _num(r.latency_s, ".3g"),
             _epochs(r),
+            _num(r.late_gain, signed=True),
             _stops(r.stopped_by),
         ]
         for r in rows

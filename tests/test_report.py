@@ -114,6 +114,7 @@ def test_load_finished_experiment(finished):
         assert r.params == 1560 and r.size_kb > 0 and r.flops > 0
         assert r.latency_s > 0 and r.latency_images == 128
         assert [m["epoch"] for m in r.history] == [1, 2]
+        assert r.late_gain == pytest.approx(max(accs) - accs[0])  # last quarter = epoch 2
 
 
 def test_summary_mean_std_match_numpy(finished):
@@ -139,6 +140,8 @@ def test_summary_mean_std_match_numpy(finished):
         assert row.stopped_by == {"finished": 2}
         assert (row.epochs_min, row.epochs_max, row.epochs_planned) == (2, 2, 2)
         assert row.params == 1560
+        late = [r.late_gain for r in records if r.group == row.group]
+        assert row.late_gain == pytest.approx(np.mean(late)) and row.late_gain >= 0
 
 
 def test_cli_table(finished):
@@ -313,6 +316,21 @@ def test_stop_reasons_from_results_json(finished, tmp_path):
     records = {r.name: r for r in rep.load_experiment(root)}
     assert records["random_crop-seed0"].stopped_by == "asha"
     assert records["random_crop-seed1"].stopped_by == "finished"
+
+
+@pytest.mark.parametrize(
+    ("accs", "gain"),
+    [
+        ([50.0, 60.0, 70.0, 80.0], 10.0),  # 4 epochs: last quarter is epoch 4
+        ([50.0, 80.0, 79.0, 79.5], 0.0),  # levelled off: the best came earlier
+        ([10, 20, 30, 40, 50, 60, 70, 90], 30.0),  # 8 epochs: last quarter is epochs 7-8
+        ([70.0, float("nan"), 75.0], 5.0),  # a nan epoch is skipped, not propagated
+        ([70.0], float("nan")),  # one epoch: no earlier best to compare with
+    ],
+)
+def test_late_gain_is_the_rise_of_the_best_in_the_last_quarter(accs, gain):
+    got = rep.late_gain(accs)
+    assert (np.isnan(got) and np.isnan(gain)) or got == pytest.approx(gain)
 
 
 def test_frontier_keeps_only_undominated_points():
