@@ -1,0 +1,86 @@
+"""The experiment directory: where it lives (a local path or a URI Ray's pyarrow
+filesystems understand), the names of its files, and a fresh one per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+EXPERIMENT_FILE = "effray_experiment.json"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+DRIVER_LOG = "driver.log"
+DEFAULT_STORAGE = "runs"  # relative to the working directory
+
+
+class ExperimentError(Exception):
+    """The experiment cannot start or continue; the message says why and what to do."""
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def storage_root(storage: str | os.PathLike | None) -> str:
+    """Absolute local path (Ray needs one) or the URI unchanged."""
+    storage = str(storage or DEFAULT_STORAGE)
+    if _is_uri(storage):
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts]) if _is_uri(root) else str(Path(root, *parts))
+
+
+def _fs(path: str):
+    import pyarrow.fs
+
+    if _is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
+
+
+def _exists(path: str) -> bool:
+    import pyarrow.fs
+
+    fs, p = _fs(path)
+    return fs.get_file_info(p).type != pyarrow.fs.FileType.NotFound
+
+
+def _write_text(path: str, text: str) -> None:
+    if not _is_uri(path):
+        from effray.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), text)
+        return
+    fs, p = _fs(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as f:
+        f.write(text.encode("utf-8"))
+
+
+def _read_text(path: str) -> str:
+    fs, p = _fs(path)
+    with fs.open_input_stream(p) as f:
+        return f.read().decode("utf-8")
+
+
+def _is_experiment(path: str) -> bool:
+    return _exists(_join(path, EXPERIMENT_FILE)) or _exists(_join(path, "tuner.pkl"))
+
+
+def fresh_experiment_dir(root: str, name: str, explicit: bool) -> tuple[str, str]:
+    """(path, name) of a new experiment directory; name-2, name-3, … when taken."""
+    path = _join(root, name)
+    if not _is_experiment(path):
+        return path, name
+    if explicit:
+        raise ExperimentError(
+            f"experiment directory {path} already exists; continue it with "
+            f"`effray restore {path}`, or choose another --name"
+        )
+    n = 2
+    while _is_experiment(_join(root, f"{name}-{n}")):
+        n += 1
+    return _join(root, f"{name}-{n}"), f"{name}-{n}"
