@@ -9,6 +9,7 @@ Trials train the 1.5K-DW net on the tiny synthetic dataset for a few epochs.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -275,6 +276,21 @@ def test_a_new_run_never_reuses_an_experiment_directory(tmp_path):
     assert fresh_experiment_dir(root, "exp", explicit=False)[1] == "exp-2"
     with pytest.raises(ExperimentError, match="effray restore"):
         fresh_experiment_dir(root, "exp", explicit=True)
+
+
+def test_only_tune_imports_ray():
+    package = ROOT / "effray"
+    importers = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "ray" or n.startswith("ray.") for n in names):
+                importers.append(path.relative_to(package).as_posix())
+    assert importers and all(p.startswith("tune/") for p in importers), sorted(set(importers))
 
 
 def descendants(pid: int) -> list[int]:
