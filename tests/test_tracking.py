@@ -36,6 +36,7 @@ from effray.tracking import (
     run_config,
     scrub,
     stop_reason_for,
+    wandb_run,
 )
 
 runner = CliRunner()
@@ -298,7 +299,7 @@ def test_wandb_failure_warns_and_training_completes_unchanged(
             monkeypatch.setattr(Run, "log", _raise)
         else:  # online with a key, the server a closed port or refusing: offline instead
             monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-            monkeypatch.setattr(tracking, "_logins", {})
+            monkeypatch.setattr(wandb_run, "_logins", {})
             if failure == "key-refused":
                 monkeypatch.setenv("WANDB_BASE_URL", stack.enter_context(refusing_server()))
                 wandb.teardown()  # wandb reads WANDB_BASE_URL once per process
@@ -486,7 +487,7 @@ def test_only_tracking_imports_wandb():
                 names = [node.module]
             if any(n == "wandb" or n.startswith("wandb.") for n in names):
                 importers.append(path.relative_to(package).as_posix())
-    assert sorted(set(importers)) == ["tracking.py"]
+    assert sorted(set(importers)) == ["tracking/wandb_run.py"]
 
 
 def logged_step(trial_dir: Path) -> int:
