@@ -612,6 +612,20 @@ def to_json(
 # ---------------------------------------------------------------------------------
 
 
+MARKERS = ("o", "s", "^", "D")
+LINESTYLES = ("-", "--", "-.", (0, (3, 1, 1, 1, 1, 1)))  # dotted (":") marks a reference
+
+
+def group_style(i: int) -> dict[str, Any]:
+    """Colour, marker and line style of the i-th group: 40 distinct ones before a repeat.
+
+    matplotlib's default cycle has 10 colours; an ablation with its combinations has more
+    groups than that, so the marker and line style change with each pass through them.
+    """
+    k = (i // 10) % len(MARKERS)
+    return {"color": f"C{i % 10}", "marker": MARKERS[k], "ls": LINESTYLES[k]}
+
+
 def _legend(ax) -> None:
     """Legend right of the axes, so many groups never hide a curve or a point."""
     if ax.get_legend_handles_labels()[0]:
@@ -632,6 +646,13 @@ def plot_curves(records: list[TrialRecord], path: str | os.PathLike, metric: str
 
     The spec's reference accuracy of a group, when given, is a dotted line in its colour.
     """
+    fig = curves_figure(records, metric)
+    fig.savefig(path)
+    return Path(path)
+
+
+def curves_figure(records: list[TrialRecord], metric: str = "val/acc"):
+    """The figure `plot_curves` saves."""
     fig, ax = _figure()
     groups: dict[str, list[TrialRecord]] = {}
     for r in records:
@@ -650,8 +671,9 @@ def plot_curves(records: list[TrialRecord], path: str | os.PathLike, metric: str
         epochs = sorted(by_epoch)
         mean = np.array([np.mean(by_epoch[e]) for e in epochs])
         std = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0 for e in epochs])
-        color = f"C{i % 10}"
-        ax.plot(epochs, mean, marker="o", ms=3, color=color, label=f"{group} (n={len(recs)})")
+        style = group_style(i)
+        color = style["color"]
+        ax.plot(epochs, mean, ms=3, label=f"{group} (n={len(recs)})", **style)
         if len(recs) > 1:
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, lw=0)
         if metric == "val/acc" and group in reference:
@@ -666,8 +688,7 @@ def plot_curves(records: list[TrialRecord], path: str | os.PathLike, metric: str
     ax.grid(alpha=0.3)
     _legend(ax)
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return fig
 
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -699,12 +720,13 @@ def plot_frontier(
     for i, r in enumerate(rows):
         if math.isnan(r.params) or math.isnan(r.val_acc_mean):
             continue
-        color = f"C{i % 10}"
+        style = group_style(i)
+        color = style["color"]
         err = 0 if math.isnan(r.val_acc_std) else r.val_acc_std
-        ax.errorbar(r.params, r.val_acc_mean, yerr=err, fmt="o", color=color, capsize=3,
-                    label=f"{r.group} (n={r.n})")  # fmt: skip
+        ax.errorbar(r.params, r.val_acc_mean, yerr=err, fmt=style["marker"], color=color,
+                    capsize=3, label=f"{r.group} (n={r.n})")  # fmt: skip
         if r.paper is not None:
-            ax.plot(r.params, r.paper, marker="o", mfc="none", color=color, ms=9)
+            ax.plot(r.params, r.paper, marker=style["marker"], mfc="none", color=color, ms=9)
     front = frontier(ours)
     if len(front) > 1:
         xs, ys = zip(*front, strict=True)

@@ -333,6 +333,22 @@ def test_late_gain_is_the_rise_of_the_best_in_the_last_quarter(accs, gain):
     assert (np.isnan(got) and np.isnan(gain)) or got == pytest.approx(gain)
 
 
+def test_groups_keep_distinct_styles_past_ten():
+    styles = [rep.group_style(i) for i in range(40)]
+    keys = {(s["color"], s["marker"], str(s["ls"])) for s in styles}
+    assert len(keys) == 40 and rep.group_style(40) == rep.group_style(0)
+    # 13 groups (an ablation with its combinations), as drawn in the curves plot
+    records = [
+        rep.TrialRecord(name=f"t{g}", group=f"g{g}", seed=0, techniques=[], path="",
+                        epochs_planned=2, stopped_by="finished",
+                        history=[{"epoch": 1, "val/acc": 50.0 + g}, {"epoch": 2, "val/acc": 60.0}])
+        for g in range(13)
+    ]  # fmt: skip
+    lines = rep.curves_figure(records).axes[0].get_lines()
+    drawn = {(ln.get_color(), ln.get_marker(), str(ln.get_linestyle())) for ln in lines}
+    assert len(lines) == 13 and len(drawn) == 13
+
+
 def test_frontier_keeps_only_undominated_points():
     points = [(1000, 90.0), (1500, 89.0), (2000, 92.0), (2000, 91.0), (5000, 91.5), (9000, 93)]
     assert rep.frontier(points) == [(1000, 90.0), (2000, 92.0), (9000, 93)]
