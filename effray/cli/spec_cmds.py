@@ -1,0 +1,132 @@
+"""validate, schema, models, expand, techniques: read a spec or the registries, run nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from effray.cli.common import (
+    SetOpt,
+    SpecArg,
+    _load,
+    _spec_error,
+    app,
+    console,
+)
+from effray.errors import SpecError
+
+
+@app.command()
+def validate(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Check a spec completely; print OK or every problem (exit code 2)."""
+    from effray.spec import expand
+
+    loaded = _load(spec, set_)
+    try:
+        trials = expand(loaded)
+    except SpecError as exc:
+        _spec_error(exc)
+    console.print(f"[green]OK[/] {spec}: {len(trials)} trial{'s' if len(trials) != 1 else ''}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON schema (for editor completion)."""
+    from effray.spec import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False) -> None:
+    """List every registered model with its input shape and parameter count."""
+    from effray.models import list_models
+
+    rows = list_models()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="effray models")
+    for col in ("name", "input (C,H,W)", "classes", "params", "published", "description"):
+        table.add_column(
+            col, justify="right" if col in ("params", "published", "classes") else "left"
+        )
+    for r in rows:
+        ref = r.get("reference_params")
+        table.add_row(
+            r["name"],
+            "x".join(str(v) for v in r["input_shape"]),
+            str(r["num_classes"]),
+            f"{r['params']:,}",
+            f"{ref:,}" if ref else "-",
+            r.get("description", ""),
+        )
+    console.print(table)
+
+
+@app.command()
+def expand(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Print the trials a spec expands to (ablation x search x seeds)."""
+    from effray.spec import expand as expand_spec
+
+    loaded = _load(spec, set_)
+    try:
+        trials = expand_spec(loaded)
+    except SpecError as exc:
+        _spec_error(exc)
+    table = Table(title=f"{loaded.name}: {len(trials)} trials")
+    table.add_column("#", justify="right")
+    table.add_column("trial")
+    table.add_column("techniques")
+    table.add_column("choices")
+    for t in trials:
+        table.add_row(
+            str(t.trial.index),
+            t.trial.name,
+            ", ".join(x.name for x in t.techniques) or "-",
+            ", ".join(f"{k}={v}" for k, v in t.trial.params.items()) or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def techniques(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False) -> None:
+    """List every technique: its fields with defaults, the hooks it uses, what it owns."""
+    from effray.techniques import RUN_ORDER, TECHNIQUES
+
+    rows = []
+    for kind, cls in sorted(TECHNIQUES.items(), key=lambda kv: RUN_ORDER.get(kv[0], 100)):
+        fields = {
+            name: info.default
+            for name, info in cls.model_fields.items()
+            if name not in ("kind", "ablate")
+        }
+        rows.append(
+            {
+                "kind": kind,
+                "order": RUN_ORDER.get(kind),
+                "fields": fields,
+                "hooks": cls.hooks(),
+                "owns": list(cls.owns),
+                "requires": list(cls.requires),
+                "paper": cls.paper,
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table(title="effray techniques (in run order)")
+    for col in ("kind", "fields (defaults)", "hooks", "owns"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["kind"],
+            ", ".join(f"{k}={v!r}" for k, v in r["fields"].items()) or "-",
+            ", ".join(r["hooks"]),
+            ", ".join(r["owns"] + [f"needs {x}" for x in r["requires"]]) or "-",
+        )
+    console.print(table)
