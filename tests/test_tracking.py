@@ -6,7 +6,6 @@ is off, and no key is configured, so mode auto resolves to offline.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import http.server
 import json
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from source_imports import importers
 from typer.testing import CliRunner
 from wandb_reader import read_runs
 
@@ -476,18 +476,7 @@ def test_run_config_for_a_scheduled_dropout_trial():
 
 
 def test_only_tracking_imports_wandb():
-    package = Path(__file__).resolve().parents[1] / "effray"
-    importers = []
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(n == "wandb" or n.startswith("wandb.") for n in names):
-                importers.append(path.relative_to(package).as_posix())
-    assert sorted(set(importers)) == ["tracking/wandb_run.py"]
+    assert importers("wandb") == ["tracking/wandb_run.py"]
 
 
 def logged_step(trial_dir: Path) -> int:

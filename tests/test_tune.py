@@ -9,7 +9,6 @@ Trials train the 1.5K-DW net on the tiny synthetic dataset for a few epochs.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import yaml
 ray = pytest.importorskip("ray")
 
 from ray import tune  # noqa: E402
+from source_imports import importers  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from effray.cli import app  # noqa: E402
@@ -279,18 +279,8 @@ def test_a_new_run_never_reuses_an_experiment_directory(tmp_path):
 
 
 def test_only_tune_imports_ray():
-    package = ROOT / "effray"
-    importers = []
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(n == "ray" or n.startswith("ray.") for n in names):
-                importers.append(path.relative_to(package).as_posix())
-    assert importers and all(p.startswith("tune/") for p in importers), sorted(set(importers))
+    found = importers("ray")
+    assert found and all(p.startswith("tune/") for p in found), found
 
 
 def descendants(pid: int) -> list[int]:

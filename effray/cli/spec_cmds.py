@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,16 +21,21 @@ from effray.cli.common import (
 from effray.errors import SpecError
 
 
+def _load_trials(spec: Path, overrides: list[str] | None):
+    """The validated spec and its expanded trials; a bad spec exits 2 with every problem."""
+    from effray.spec import expand as expand_spec
+
+    loaded = _load(spec, overrides)
+    try:
+        return loaded, expand_spec(loaded)
+    except SpecError as exc:
+        _spec_error(exc)
+
+
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec completely; print OK or every problem (exit code 2)."""
-    from effray.spec import expand
-
-    loaded = _load(spec, set_)
-    try:
-        trials = expand(loaded)
-    except SpecError as exc:
-        _spec_error(exc)
+    _, trials = _load_trials(spec, set_)
     console.print(f"[green]OK[/] {spec}: {len(trials)} trial{'s' if len(trials) != 1 else ''}")
 
 
@@ -71,13 +77,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] =
 @app.command()
 def expand(spec: SpecArg, set_: SetOpt = None) -> None:
     """Print the trials a spec expands to (ablation x search x seeds)."""
-    from effray.spec import expand as expand_spec
-
-    loaded = _load(spec, set_)
-    try:
-        trials = expand_spec(loaded)
-    except SpecError as exc:
-        _spec_error(exc)
+    loaded, trials = _load_trials(spec, set_)
     table = Table(title=f"{loaded.name}: {len(trials)} trials")
     table.add_column("#", justify="right")
     table.add_column("trial")
