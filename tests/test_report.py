@@ -288,6 +288,14 @@ def test_early_stopping_is_recognised_without_results_json(tmp_path):
     assert result.exit_code == 0 and "early_stopping" in result.stdout
 
 
+def test_experiment_named_by_its_run_manifest(finished, tmp_path):
+    renamed = tmp_path / "table4-25k"
+    shutil.copytree(finished, renamed)
+    assert {r.experiment for r in rep.load_experiment(renamed)} == {"report-test"}
+    (renamed / rep.EXPERIMENT_FILE).write_text(json.dumps({"name": "table4-25k", "trials": []}))
+    assert {r.experiment for r in rep.load_experiment(renamed)} == {"table4-25k"}
+
+
 def test_single_trial_directory(finished):
     result = invoke("report", finished / "random_crop-seed1", "--format", "json")
     assert result.exit_code == 0, result.output

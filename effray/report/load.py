@@ -242,12 +242,23 @@ def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
         except (OSError, yaml.YAMLError, ReportError, ValueError, TypeError) as exc:
             warnings.warn(f"{d}: skipped ({exc})", stacklevel=2)
     records += _not_started(directory, {r.name for r in records})
+    name = _run_name(directory)
+    for r in records:  # `effray run --name` names the experiment, not the spec's name
+        r.experiment = name or r.experiment
     if not records:
         raise ReportError(
             f"no trials in {directory}: expected {TRIAL_SPEC} in it or in its trial "
             "directories (written by `effray run` or `effray train`)"
         )
     return sorted(records, key=lambda r: (r.index, r.name))
+
+
+def _run_name(directory: Path) -> str:
+    """The experiment name `effray run` recorded in its manifest; "" when there is none."""
+    try:
+        return str(json.loads((directory / EXPERIMENT_FILE).read_text(encoding="utf-8"))["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _not_started(directory: Path, seen: set[str]) -> list[TrialRecord]:
