@@ -1,5 +1,5 @@
 """Which effray source files import a package: for the tests that keep ray and wandb each
-behind one package (DESIGN: only effray.tune imports ray, only effray.tracking wandb)."""
+behind one module (DESIGN: only effray/tune.py imports ray, only effray/tracking.py wandb)."""
 
 from __future__ import annotations
 

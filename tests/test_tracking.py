@@ -36,7 +36,6 @@ from effray.tracking import (
     run_config,
     scrub,
     stop_reason_for,
-    wandb_run,
 )
 
 runner = CliRunner()
@@ -299,7 +298,7 @@ def test_wandb_failure_warns_and_training_completes_unchanged(
             monkeypatch.setattr(Run, "log", _raise)
         else:  # online with a key, the server a closed port or refusing: offline instead
             monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-            monkeypatch.setattr(wandb_run, "_logins", {})
+            monkeypatch.setattr(tracking, "_logins", {})
             if failure == "key-refused":
                 monkeypatch.setenv("WANDB_BASE_URL", stack.enter_context(refusing_server()))
                 wandb.teardown()  # wandb reads WANDB_BASE_URL once per process
@@ -476,7 +475,7 @@ def test_run_config_for_a_scheduled_dropout_trial():
 
 
 def test_only_tracking_imports_wandb():
-    assert importers("wandb") == ["tracking/wandb_run.py"]
+    assert importers("wandb") == ["tracking.py"]
 
 
 def logged_step(trial_dir: Path) -> int:

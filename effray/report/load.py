@@ -241,8 +241,9 @@ def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
             records.append(load_trial(d, reasons))
         except (OSError, yaml.YAMLError, ReportError, ValueError, TypeError) as exc:
             warnings.warn(f"{d}: skipped ({exc})", stacklevel=2)
-    records += _not_started(directory, {r.name for r in records})
-    name = _run_name(directory)
+    manifest = _manifest(directory)
+    records += _not_started(directory, manifest, {r.name for r in records})
+    name = str(manifest.get("name") or "")
     for r in records:  # `effray run --name` names the experiment, not the spec's name
         r.experiment = name or r.experiment
     if not records:
@@ -253,21 +254,18 @@ def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
     return sorted(records, key=lambda r: (r.index, r.name))
 
 
-def _run_name(directory: Path) -> str:
-    """The experiment name `effray run` recorded in its manifest; "" when there is none."""
+def _manifest(directory: Path) -> dict[str, Any]:
+    """`effray run`'s effray_experiment.json (name, spec, trial names); {} when unreadable."""
     try:
-        return str(json.loads((directory / EXPERIMENT_FILE).read_text(encoding="utf-8"))["name"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
+        manifest = json.loads((directory / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
-def _not_started(directory: Path, seen: set[str]) -> list[TrialRecord]:
-    """Trials `effray run` planned (effray_experiment.json) that have no directory yet."""
-    path = directory / EXPERIMENT_FILE
-    if not path.is_file():
-        return []
+def _not_started(directory: Path, manifest: dict[str, Any], seen: set[str]) -> list[TrialRecord]:
+    """Trials `effray run` planned (its manifest) that have no directory yet."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
         missing = set(manifest.get("trials", [])) - seen
         if not missing:
             return []
