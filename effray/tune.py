@@ -481,8 +481,17 @@ def _technique_name(t: dict) -> str:
     return kind.rsplit(":", 1)[-1]
 
 
-def collect(grid, path: str, name: str, wall_s: float) -> ExperimentResult:
+def collect(
+    grid, path: str, name: str, wall_s: float, planned: Iterable[dict] = ()
+) -> ExperimentResult:
+    """One outcome per trial: those Tune ran, plus the `planned` trials (dumped trial
+    specs) it never created, e.g. when the run was interrupted before their turn
+    came; those are unfinished ("not started"), so `effray restore` has work left."""
     trials = [outcome(r.config or {}, r.metrics or {}, r.error, str(r.path)) for r in grid]
+    seen = {t.name for t in trials}
+    for dump in planned:
+        if (dump.get("trial") or {}).get("name") not in seen:
+            trials.append(outcome({"trial": dump}, {}, None, ""))
     trials.sort(key=lambda t: t.index)
     return ExperimentResult(name=name, path=path, trials=trials, wall_s=wall_s)
 
@@ -851,12 +860,24 @@ def run_experiment(
         with _listening(on_event):
             _emit({"event": "experiment", "name": name, "path": path, "trials": len(trials)})
             grid = tune.Tuner(trainable(), **tuner_args).fit()
-    result = collect(grid, path, name, time.perf_counter() - started)
+    planned = tuner_args["param_space"]["trial"]["grid_search"]
+    result = collect(grid, path, name, time.perf_counter() - started, planned)
     write_results(result)
     return result
 
 
 run = run_experiment  # effray.run
+
+
+def _planned(path: str) -> list[dict]:
+    """The trials `effray run` planned, re-expanded from its manifest's spec."""
+    from effray.spec import planned_trials
+
+    try:
+        manifest = json.loads(_read_text(_join(path, EXPERIMENT_FILE)))
+        return [t.model_dump(mode="json") for t in planned_trials(manifest)]
+    except Exception:  # no readable manifest: the outcomes are the trials Tune knows
+        return []
 
 
 def restore_experiment(
@@ -885,7 +906,7 @@ def restore_experiment(
                 path, trainable=trainable(), resume_unfinished=True, resume_errored=False
             )
             grid = tuner.fit()
-    result = collect(grid, path, name, time.perf_counter() - started)
+    result = collect(grid, path, name, time.perf_counter() - started, _planned(path))
     write_results(result)
     return result
 

@@ -219,6 +219,45 @@ def test_killed_worker_is_retried_from_its_checkpoint(local_ray, tmp_path):
     assert epochs_in(d) == [1, 2, 3, 4]  # no epoch lost or counted twice
 
 
+class InterruptAfterFirstTrial(tune.Callback):
+    """Ctrl-C to the driver the moment its first trial completes: Tune stops before
+    creating the trials still waiting for their turn (max_concurrent 1). The callback
+    is pickled with the experiment, so a restore brings it back: keyed to trial 0."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.config["trial"]["trial"]["index"] == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_trials_never_started_before_an_interrupt_are_unfinished(local_ray, tmp_path):
+    spec = spec_from_dict(
+        synthetic_spec(
+            "interrupted",
+            epochs=1,
+            search={
+                "space": {"train.seed": {"grid": [0, 1, 2]}},
+                "asha": None,
+                "max_concurrent": 1,
+            },
+        )
+    )
+    result = run_experiment(spec, storage=tmp_path, callbacks=[InterruptAfterFirstTrial()])
+    by_name = {t.name: t for t in result.trials}
+    assert list(by_name) == ["baseline-seed0", "baseline-seed1", "baseline-seed2"]
+    assert by_name["baseline-seed0"].stopped_by == "finished"
+    later = [by_name["baseline-seed1"], by_name["baseline-seed2"]]
+    assert [(t.status, t.stopped_by, t.epochs_run) for t in later] == [
+        ("unfinished", "not started", 0)
+    ] * 2
+    assert not result.ok  # `effray run` exits 130 and points to `effray restore`
+    saved = json.loads((Path(result.path) / RESULTS_JSON).read_text())
+    assert [row["status"] for row in saved["trials"]] == ["finished", "unfinished", "unfinished"]
+    restored = restore_experiment(result.path)
+    assert [(t.name, t.stopped_by) for t in restored.trials] == [
+        (name, "finished") for name in by_name
+    ]
+
+
 def test_diverging_trial_errors_with_its_reason_and_the_rest_finish(local_ray, tmp_path):
     spec_file = tmp_path / "diverge.yaml"
     spec = synthetic_spec(

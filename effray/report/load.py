@@ -269,9 +269,9 @@ def _not_started(directory: Path, manifest: dict[str, Any], seen: set[str]) -> l
         missing = set(manifest.get("trials", [])) - seen
         if not missing:
             return []
-        from effray.spec import ExperimentSpec, expand
+        from effray.spec import planned_trials
 
-        trials = expand(ExperimentSpec.model_validate(manifest["spec"]))
+        trials = planned_trials(manifest)
     except Exception:  # an unreadable manifest only costs the pending rows
         return []
     return [

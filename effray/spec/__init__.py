@@ -10,7 +10,7 @@ overrides (--set), checks (cross-section rules), expand (ablation and search).
 """
 
 from effray.spec.checks import SAMPLERS, check_spec
-from effray.spec.expand import expand, expand_one, search_points, technique_sets
+from effray.spec.expand import expand, expand_one, planned_trials, search_points, technique_sets
 from effray.spec.load import load_spec, spec_from_dict, to_yaml
 from effray.spec.messages import problems_from, user_fields
 from effray.spec.overrides import apply_override, parse_override
@@ -53,6 +53,7 @@ __all__ = [
     "check_spec",
     "expand",
     "expand_one",
+    "planned_trials",
     "json_schema",
     "load_spec",
     "new_trial_id",

@@ -122,3 +122,9 @@ def expand(spec: ExperimentSpec) -> list[ExperimentSpec]:
         if names.count(t.trial.name) > 1:
             t.trial.name += f"-{t.trial.index}"
     return trials
+
+
+def planned_trials(manifest: dict[str, Any]) -> list[ExperimentSpec]:
+    """The trials an `effray run` manifest (effray_experiment.json) planned: its spec,
+    expanded again; expansion is deterministic, so the names are the ones it ran."""
+    return expand(ExperimentSpec.model_validate(manifest["spec"]))
