@@ -357,6 +357,22 @@ def test_groups_keep_distinct_styles_past_ten():
     assert len(lines) == 13 and len(drawn) == 13
 
 
+def test_a_long_experiment_name_stays_inside_the_plot():
+    """The outside legend narrows the axes; the title must still fit the figure."""
+    records = [
+        rep.TrialRecord(name=f"t{g}", group=f"one_cycle+label_smoothing+sam+swa-{g}", seed=0,
+                        techniques=[], path="", epochs_planned=1, stopped_by="finished",
+                        experiment="table4-fashion-mnist-25k-20ep", history=[{"epoch": 1, "val/acc": 50.0}])
+        for g in range(13)
+    ]  # fmt: skip
+    fig = rep.curves_figure(records)
+    renderer = fig.canvas.get_renderer()
+    texts = [*fig.texts, *(ax.title for ax in fig.axes)]
+    (title,) = [t for t in texts if "table4-fashion-mnist-25k-20ep" in t.get_text()]
+    box, page = title.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1
+
+
 def test_frontier_keeps_only_undominated_points():
     points = [(1000, 90.0), (1500, 89.0), (2000, 92.0), (2000, 91.0), (5000, 91.5), (9000, 93)]
     assert rep.frontier(points) == [(1000, 90.0), (2000, 92.0), (9000, 93)]

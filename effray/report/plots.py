@@ -37,6 +37,12 @@ def _legend(ax) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
+def _title(fig, text: str) -> None:
+    """A title centred on the whole figure: over the axes alone, a long experiment name
+    next to an outside legend runs off the left edge."""
+    fig.suptitle(text, fontsize=11)
+
+
 def _figure(width: float = 10.0, height: float = 5.0):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -89,7 +95,7 @@ def curves_figure(records: list[TrialRecord], metric: str = "val/acc"):
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric} (%)" if metric.endswith("acc") else metric)
     name = records[0].experiment if records else ""
-    ax.set_title(f"{name}: {metric} per epoch, mean ± std over seeds (dotted: reference)")
+    _title(fig, f"{name}: {metric} per epoch, mean ± std over seeds (dotted: reference)")
     ax.grid(alpha=0.3)
     _legend(ax)
     fig.tight_layout()
@@ -154,7 +160,7 @@ def plot_frontier(
         ax.set_xlim(min(xs) / 1.5, max(xs) * 2.5)  # room for the labels of the last point
     ax.set_xlabel("parameters")
     ax.set_ylabel("val acc (%)")
-    ax.set_title(title or "accuracy vs parameters")
+    _title(fig, title or "accuracy vs parameters")
     ax.text(0.99, 0.01, "filled: ours, mean ± std; hollow: spec reference; grey: published",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="grey")  # fmt: skip
     ax.grid(alpha=0.3, which="both")
