@@ -368,6 +368,7 @@ AddressOpt = Annotated[
         help="Join the Ray cluster at this address (default RAY_ADDRESS, else a local Ray)."
     ),
 ]
+NameOpt = Annotated[str | None, typer.Option(help="Experiment name (default the spec's).")]
 JobsAddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -494,17 +495,12 @@ def run(
     set_: SetOpt = None,
     storage: StorageOpt = None,
     address: AddressOpt = None,
-    name: Annotated[str | None, typer.Option(help="Experiment name (default the spec's).")] = None,
+    name: NameOpt = None,
 ) -> None:
     """Run every trial of a spec on Ray Tune; ASHA stops weak ones. Exit 1 if any failed."""
-    from effray.spec import expand as expand_spec
     from effray.tune import run_experiment
 
-    loaded = _load(spec, set_)
-    try:
-        expand_spec(loaded)
-    except SpecError as exc:
-        _spec_error(exc)
+    loaded, _ = _load_trials(spec, set_)
     _drive(
         lambda on_event: run_experiment(
             loaded, storage=storage, address=address, name=name, on_event=on_event
@@ -559,7 +555,7 @@ def submit(
     set_: SetOpt = None,
     address: JobsAddressOpt = None,
     storage: StorageOpt = None,
-    name: Annotated[str | None, typer.Option(help="Experiment name (default the spec's).")] = None,
+    name: NameOpt = None,
     working_dir: Annotated[
         Path | None,
         typer.Option(help="Directory uploaded with the job (default: the project root)."),

@@ -490,7 +490,7 @@ def collect(
     trials = [outcome(r.config or {}, r.metrics or {}, r.error, str(r.path)) for r in grid]
     seen = {t.name for t in trials}
     for dump in planned:
-        if (dump.get("trial") or {}).get("name") not in seen:
+        if dump["trial"]["name"] not in seen:
             trials.append(outcome({"trial": dump}, {}, None, ""))
     trials.sort(key=lambda t: t.index)
     return ExperimentResult(name=name, path=path, trials=trials, wall_s=wall_s)
@@ -837,8 +837,9 @@ def run_experiment(
     }
     _write_text(_join(path, EXPERIMENT_FILE), json.dumps(manifest, indent=2) + "\n")
     search = spec.search
+    planned = [t.model_dump(mode="json") for t in trials]
     tuner_args = {
-        "param_space": {"trial": tune.grid_search([t.model_dump(mode="json") for t in trials])},
+        "param_space": {"trial": tune.grid_search(planned)},
         "tune_config": tune.TuneConfig(
             scheduler=_asha(spec, max(t.train.epochs for t in trials)),
             max_concurrent_trials=search.max_concurrent if search else None,
@@ -860,7 +861,6 @@ def run_experiment(
         with _listening(on_event):
             _emit({"event": "experiment", "name": name, "path": path, "trials": len(trials)})
             grid = tune.Tuner(trainable(), **tuner_args).fit()
-    planned = tuner_args["param_space"]["trial"]["grid_search"]
     result = collect(grid, path, name, time.perf_counter() - started, planned)
     write_results(result)
     return result
