@@ -78,6 +78,21 @@ def test_mnist_in_torchvisions_raw_layout(tmp_path, data_write_idx):
     assert ids(x) == list(range(20)) and y.tolist() == [i % 10 for i in range(20)]
 
 
+@pytest.mark.parametrize(
+    "name, sub",
+    [
+        ("fashion_mnist", ""),
+        ("fashion_mnist", "FashionMNIST/raw"),
+        ("mnist", ""),
+        ("mnist", "MNIST/raw"),
+    ],
+)
+def test_idx_files_in_the_root_or_in_torchvisions_layout(tmp_path, data_write_idx, name, sub):
+    data_write_idx(tmp_path / sub, 12, 6)
+    assert check_data(DataSpec(name=name, root=str(tmp_path))) == []
+    assert build(name=name, root=str(tmp_path)).num_train == 12
+
+
 def write_cifar(root: Path, per_batch: int = 4, n_test: int = 3) -> Path:
     """cifar-10-batches-py as the Toronto tarball holds it: python pickles of dicts."""
     folder = root / "cifar-10-batches-py"
@@ -133,8 +148,10 @@ def write_jpeg(path: Path, size=(40, 30), box=(11, 6, 30, 25)):
 BOX = (11, 6, 30, 25)
 
 
-def write_cars_prepared(root: Path, n_train=6, n_test=3) -> Path:
-    """The thesis's layout (prepare_stanford_dataset.py): train/, test/ and two CSVs."""
+def write_cars_prepared(root: Path, n_train=6, n_test=3, classes=(1, 2, 3)) -> Path:
+    """The thesis's layout (prepare_stanford_dataset.py): train/, test/ and two CSVs.
+
+    Row i has the 1-based class id classes[i % len(classes)]."""
     for split, n in (("train", n_train), ("test", n_test)):
         with open(root / f"{split}_labels.csv", "w", newline="") as f:
             w = csv.writer(f)
@@ -143,7 +160,7 @@ def write_cars_prepared(root: Path, n_train=6, n_test=3) -> Path:
             for i in range(n):
                 name = f"{split}{i:05d}.jpg"
                 write_jpeg(root / split / name, box=BOX)
-                cls = i % 3 + 1  # 1-based in the raw data
+                cls = classes[i % len(classes)]  # 1-based in the raw data
                 w.writerow([name, cls, *BOX, f"Car model {cls}"])
     return root
 

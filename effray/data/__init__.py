@@ -17,16 +17,23 @@ Two paths (DESIGN.md, "Data path"):
   sample; each sample's randomness is seeded from the trial's generator, so an epoch is
   the same whatever the number of workers.
 
-Modules: augment (batch ops), pipeline (DataPipeline), bundle (DataBundle, device path),
-loader (loader path), readers (on-disk formats), synthetic, locate (finding files,
-check_data), splits (splits, subsets, statistics), build (build_data).
+Every dataset is one entry of the registry `DATASETS` (effray.data.registry): its path
+(device or loader), native shape, classes, default root, capabilities ("download",
+"boxes"), the files it expects, how to get it, and its finder and reader. The spec's
+allowed `data.name`s, the loaders, check_data and `list_datasets()` (for `effray
+datasets`) all read that table; a new dataset is one entry there.
+
+Modules: registry (DATASETS, image_side), augment (batch ops), pipeline (DataPipeline),
+bundle (DataBundle, device path), loader (loader path), readers (on-disk formats),
+synthetic, locate (finding files, check_data, list_datasets), splits (splits, subsets,
+statistics), build (build_data).
 """
 
 from effray.data.augment import Normalize, hflip_batch, random_crop_batch
-from effray.data.build import DEFAULT_IMAGE_SIZE, DEVICE_DATASETS, build_data
+from effray.data.build import build_data
 from effray.data.bundle import DataBundle, TensorBundle
 from effray.data.loader import ImageFiles, ImageReadError, LoaderBundle
-from effray.data.locate import DEFAULT_ROOTS, DOWNLOAD_ROOT, capabilities, check_data
+from effray.data.locate import check_data, find, list_datasets
 from effray.data.pipeline import DataPipeline
 from effray.data.readers import (
     CARS_COLUMNS,
@@ -34,25 +41,37 @@ from effray.data.readers import (
     CIFAR_DIR,
     CIFAR_FILES,
     FASHION_CLASSES,
-    IDX_DIRS,
     IDX_FILES,
     IMAGE_EXTENSIONS,
     MNIST_CLASSES,
     read_idx,
 )
+from effray.data.registry import (
+    CAPABILITIES,
+    DATASETS,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_ROOTS,
+    DEVICE_DATASETS,
+    DOWNLOAD_ROOT,
+    DatasetInfo,
+    capabilities,
+    datasets_with,
+    image_side,
+)
 from effray.data.synthetic import SYNTHETIC_NOISE, SYNTHETIC_SEED
 
 __all__ = [
+    "CAPABILITIES",
     "CARS_COLUMNS",
     "CIFAR10_CLASSES",
     "CIFAR_DIR",
     "CIFAR_FILES",
+    "DATASETS",
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_ROOTS",
     "DEVICE_DATASETS",
     "DOWNLOAD_ROOT",
     "FASHION_CLASSES",
-    "IDX_DIRS",
     "IDX_FILES",
     "IMAGE_EXTENSIONS",
     "MNIST_CLASSES",
@@ -60,6 +79,7 @@ __all__ = [
     "SYNTHETIC_SEED",
     "DataBundle",
     "DataPipeline",
+    "DatasetInfo",
     "ImageFiles",
     "ImageReadError",
     "LoaderBundle",
@@ -68,7 +88,11 @@ __all__ = [
     "build_data",
     "capabilities",
     "check_data",
+    "datasets_with",
+    "find",
     "hflip_batch",
+    "image_side",
+    "list_datasets",
     "random_crop_batch",
     "read_idx",
 ]

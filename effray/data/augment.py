@@ -44,5 +44,5 @@ class Normalize:
         return (x - self.mean) / self.std
 
 
-def _to_float(x: Tensor) -> Tensor:
+def to_float(x: Tensor) -> Tensor:
     return x.float().div_(255)

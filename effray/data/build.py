@@ -11,68 +11,55 @@ import torch
 
 from effray.data.augment import Normalize
 from effray.data.bundle import DataBundle, TensorBundle
-from effray.data.loader import ImageFiles, LoaderBundle, _load
-from effray.data.locate import DOWNLOAD_ROOT, _expected, _find, capabilities, check_data
+from effray.data.loader import ImageFiles, LoaderBundle, load_batches
+from effray.data.locate import check_data, find
 from effray.data.pipeline import DataPipeline
-from effray.data.readers import (
-    FASHION_CLASSES,
-    MNIST_CLASSES,
-    _cifar_classes,
-    _image_folder,
-    _load_cifar,
-    _load_idx,
-    _stanford_cars,
+from effray.data.registry import DATASETS, DOWNLOAD_ROOT, datasets_with, image_side
+from effray.data.splits import (
+    channel_stats,
+    pick_indices,
+    resize_square,
+    resolve_normalize,
+    to_grayscale,
 )
-from effray.data.splits import _gray, _pick, _resize, _resolve_normalize, _stats
-from effray.data.synthetic import _synthetic_splits
 from effray.errors import SpecError, problem
 
 if TYPE_CHECKING:
     from effray.spec import DataSpec
 
-DEVICE_DATASETS = ("fashion_mnist", "mnist", "cifar10", "synthetic")
-DEFAULT_IMAGE_SIZE = {"stanford_cars": 227, "image_folder": 224}  # pixels; the thesis used 227
-
 
 def _ensure_files(spec: DataSpec) -> Path:
-    found = _find(spec)
+    found = find(spec.name, spec.root)
     if found is not None:
         return found
-    if not (spec.download and spec.name in ("fashion_mnist", "mnist", "cifar10")):
+    info = DATASETS[spec.name]
+    if not (spec.download and info.torchvision):
         raise SpecError(check_data(spec) or [problem("data.root", "dataset not found")])
-    import torchvision.datasets as tvd
+    import torchvision.datasets
     from filelock import FileLock
 
     root = Path(spec.root or DOWNLOAD_ROOT).expanduser()
-    cls = {"fashion_mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}
     try:
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root / ".effray-download.lock")):
             for train in (True, False):
-                cls[spec.name](str(root), train=train, download=True)
+                getattr(torchvision.datasets, info.torchvision)(
+                    str(root), train=train, download=True
+                )
     except Exception as exc:  # no network, no space, a mirror down: all the user's to fix
         raise SpecError(
             [
                 problem(
                     "data.download",
                     f"could not download {spec.name!r} into {root}: {exc}; "
-                    f"put the files there ({_expected(spec.name)}) or set data.root",
+                    f"put the files there ({info.expected}) or set data.root",
                 )
             ]
         ) from None
-    found = _find(spec.model_copy(update={"root": str(root)}))
+    found = find(spec.name, str(root))
     if found is None:
         raise SpecError([problem("data.root", f"download into {root} left no usable files")])
     return found
-
-
-def _device_arrays(spec: DataSpec, folder: Path | None):
-    if spec.name == "synthetic":
-        return _synthetic_splits(spec)
-    if spec.name == "cifar10":
-        return _load_cifar(folder, "train"), _load_cifar(folder, "test"), _cifar_classes(folder)
-    classes = FASHION_CLASSES if spec.name == "fashion_mnist" else MNIST_CLASSES
-    return _load_idx(folder, "train", 10), _load_idx(folder, "test", 10), list(classes)
 
 
 def build_data(
@@ -83,34 +70,37 @@ def build_data(
     Missing or damaged files raise SpecError (path data.root), never a raw traceback.
     """
     device = torch.device(device)
-    if pipeline.bbox_crop and "boxes" not in capabilities(spec):
+    info = DATASETS[spec.name]
+    if pipeline.bbox_crop and "boxes" not in info.capabilities:
         raise SpecError(
             [
                 problem(
                     "techniques",
                     f"bbox_crop needs a dataset with boxes; {spec.name!r} has none",
-                    allowed="datasets with boxes: stanford_cars",
+                    allowed="datasets with boxes: " + ", ".join(datasets_with("boxes")),
                 )
             ]
         )
-    folder = None if spec.name == "synthetic" else _ensure_files(spec)
-    if spec.name in DEVICE_DATASETS:
+    folder = None if info.generated else _ensure_files(spec)
+    if info.path == "device":
         return _build_tensors(spec, pipeline, folder, device, seed)
     return _build_loader(spec, pipeline, folder, device, seed)
 
 
 def _build_tensors(spec, pipeline, folder, device, seed) -> TensorBundle:
-    (x_tr, y_tr), (x_te, y_te), classes = _device_arrays(spec, folder)
-    train_idx, val_idx, val_from = _pick(spec, len(x_tr), len(x_te), seed)
+    (x_tr, y_tr), (x_te, y_te), classes = DATASETS[spec.name].read(spec, folder)
+    train_idx, val_idx, val_from = pick_indices(spec, len(x_tr), len(x_te), seed)
     src_x, src_y = (x_te, y_te) if val_from == "test" else (x_tr, y_tr)
     splits = []
     for x, y, idx in ((x_tr, y_tr, train_idx), (src_x, src_y, val_idx)):
         xt = torch.from_numpy(np.ascontiguousarray(x[idx]))
-        xt = _gray(xt) if pipeline.grayscale else xt
-        xt = _resize(xt, spec.image_size) if spec.image_size else xt
+        xt = to_grayscale(xt) if pipeline.grayscale else xt
+        xt = resize_square(xt, spec.image_size) if spec.image_size else xt
         splits.append((xt.to(device), torch.from_numpy(y[idx]).to(device)))
     channels = splits[0][0].shape[1]
-    mean, std = _resolve_normalize(pipeline, channels, lambda: _stats(splits[0][0].split(4096)))
+    mean, std = resolve_normalize(
+        pipeline, channels, lambda: channel_stats(splits[0][0].split(4096))
+    )
     norm = Normalize(mean, std, device) if mean is not None else None
     return TensorBundle(
         splits[0],
@@ -124,11 +114,8 @@ def _build_tensors(spec, pipeline, folder, device, seed) -> TensorBundle:
 
 
 def _build_loader(spec, pipeline, folder, device, seed) -> LoaderBundle:
-    if spec.name == "stanford_cars":
-        train_all, test_all, classes = _stanford_cars(folder)
-    else:
-        train_all, test_all, classes = _image_folder(folder)
-    train_idx, val_idx, val_from = _pick(spec, len(train_all), len(test_all), seed)
+    train_all, test_all, classes = DATASETS[spec.name].read(spec, folder)
+    train_idx, val_idx, val_from = pick_indices(spec, len(train_all), len(test_all), seed)
     val_src = test_all if val_from == "test" else train_all
     train = [train_all[i] for i in train_idx]
     val = [val_src[i] for i in val_idx]
@@ -145,16 +132,16 @@ def _build_loader(spec, pipeline, folder, device, seed) -> LoaderBundle:
                 )
             ]
         )
-    side = spec.image_size or DEFAULT_IMAGE_SIZE[spec.name]
+    side = image_side(spec)
     common = {"size": (side, side), "grayscale": pipeline.grayscale}
     train_box = pipeline.erase_background if pipeline.bbox_crop else None
     plain = ImageFiles(train, box=train_box, **common)
 
     def measure():  # over the un-augmented uint8 train images
         order = [(i, i) for i in range(len(plain))]
-        return _stats(x for x, _ in _load(plain, order, 64, spec.workers, device))
+        return channel_stats(x for x, _ in load_batches(plain, order, 64, spec.workers, device))
 
-    mean, std = _resolve_normalize(pipeline, 1 if pipeline.grayscale else 3, measure)
+    mean, std = resolve_normalize(pipeline, 1 if pipeline.grayscale else 3, measure)
     norm = Normalize(mean, std) if mean is not None else None
     eval_chain = pipeline.chain("transform", False, norm)
     train_chain = pipeline.chain("transform", True, norm)

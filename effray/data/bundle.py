@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
-from effray.data.augment import _to_float
+from effray.data.augment import to_float
 
 
 class DataBundle:
@@ -63,7 +63,7 @@ class TensorBundle(DataBundle):
     def _batches(self, x, y, order, batch_size, ops, gen):
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            xb = _to_float(x[idx])
+            xb = to_float(x[idx])
             for op in ops:
                 xb = op(xb, gen)
             yield xb, y[idx]

@@ -7,6 +7,7 @@ import re
 import torch
 
 from effray.data.bundle import DataBundle
+from effray.data.splits import to_grayscale
 from effray.errors import SpecError, problem
 
 
@@ -38,9 +39,10 @@ class ImageFiles(torch.utils.data.Dataset):
             raise ImageReadError(f"cannot read image {path}: {exc}") from None
         if self.box is not None and box is not None:
             im = _crop_to_box(im, box, erase_background=self.box)
-        x = TF.resize(TF.pil_to_tensor(im), list(self.size), antialias=True)
-        if self.grayscale:
-            x = TF.rgb_to_grayscale(x)
+        x = TF.pil_to_tensor(im)
+        if self.grayscale:  # before the resize, as on the device path
+            x = to_grayscale(x[None])[0]
+        x = TF.resize(x, list(self.size), antialias=True)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # v2 transforms draw from torch's global generator
             for t in self.transform:
@@ -48,7 +50,7 @@ class ImageFiles(torch.utils.data.Dataset):
         return x, label
 
 
-def _load(dataset, order, batch_size, workers, device, base_seed=0):
+def load_batches(dataset, order, batch_size, workers, device, base_seed=0):
     """Batches of `dataset` in `order` ((index, seed) pairs), moved to `device`."""
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -95,7 +97,7 @@ class LoaderBundle(DataBundle):
         self.num_train, self.num_val = len(train), len(val)
 
     def _iterate(self, dataset, order, batch_size, base_seed):
-        return _load(dataset, order, batch_size, self.workers, self.device, base_seed)
+        return load_batches(dataset, order, batch_size, self.workers, self.device, base_seed)
 
     def train_batches(self, batch_size, gen):
         order = torch.randperm(self.num_train, generator=gen, device=gen.device).tolist()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from effray.data.augment import Normalize, _to_float
+from effray.data.augment import Normalize, to_float
 
 
 @dataclass
@@ -65,8 +65,8 @@ class DataPipeline:
         floated = kind == "op"  # device ops receive floats; loader transforms start uint8
         for s in self.steps:
             if s.kind == "normalize":
-                out += [norm] if floated else [_to_float, norm]
+                out += [norm] if floated else [to_float, norm]
                 floated = True
             elif s.kind == kind and (s.train if train else s.eval):
                 out.append(s.fn)
-        return out if floated else [*out, _to_float]
+        return out if floated else [*out, to_float]

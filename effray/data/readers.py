@@ -38,13 +38,12 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-IDX_DIRS = {"fashion_mnist": ("", "FashionMNIST/raw"), "mnist": ("MNIST/raw", "")}
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 CARS_COLUMNS = ("image_fname", "class", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
 
 
-def _idx_path(folder: Path, base: str) -> Path | None:
+def idx_path(folder: Path, base: str) -> Path | None:
     for name in (base + ".gz", base):
         if (folder / name).is_file():
             return folder / name
@@ -77,7 +76,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
 
 def _load_idx(folder: Path, split: str, num_classes: int):
     images_name, labels_name = IDX_FILES[split]
-    images_path, labels_path = _idx_path(folder, images_name), _idx_path(folder, labels_name)
+    images_path, labels_path = idx_path(folder, images_name), idx_path(folder, labels_name)
     images = read_idx(images_path, 2051)
     labels = read_idx(labels_path, 2049)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -127,11 +126,25 @@ def _cifar_classes(folder: Path) -> list[str]:
     return list(CIFAR10_CLASSES)
 
 
-def _class_dirs(folder: Path) -> list[str]:
+def read_fashion_mnist(folder: Path):
+    """(train (x, y), test (x, y), class names) from the four IDX files in `folder`."""
+    return _load_idx(folder, "train", 10), _load_idx(folder, "test", 10), list(FASHION_CLASSES)
+
+
+def read_mnist(folder: Path):
+    return _load_idx(folder, "train", 10), _load_idx(folder, "test", 10), list(MNIST_CLASSES)
+
+
+def read_cifar10(folder: Path):
+    """(train (x, y), test (x, y), class names) from the pickles in cifar-10-batches-py/."""
+    return _load_cifar(folder, "train"), _load_cifar(folder, "test"), _cifar_classes(folder)
+
+
+def class_dirs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _val_dir(root: Path) -> Path | None:
+def val_folder(root: Path) -> Path | None:
     for name in ("val", "test"):
         if (root / name).is_dir():
             return root / name
@@ -140,7 +153,7 @@ def _val_dir(root: Path) -> Path | None:
 
 def _folder_samples(folder: Path, class_to_idx: dict[str, int]):
     samples = []
-    for cls in _class_dirs(folder):
+    for cls in class_dirs(folder):
         if cls not in class_to_idx:
             raise SpecError(
                 [problem("data.root", f"class folder {folder / cls} has no match in train/")]
@@ -151,11 +164,11 @@ def _folder_samples(folder: Path, class_to_idx: dict[str, int]):
     return samples
 
 
-def _image_folder(root: Path):
-    classes = _class_dirs(root / "train")
+def read_image_folder(root: Path):
+    classes = class_dirs(root / "train")
     class_to_idx = {c: i for i, c in enumerate(classes)}
     train = _folder_samples(root / "train", class_to_idx)
-    val_dir = _val_dir(root)
+    val_dir = val_folder(root)
     val = _folder_samples(val_dir, class_to_idx) if val_dir else []
     if not train:
         raise SpecError([problem("data.root", f"no images under {root / 'train'}/<class>/")])
@@ -203,7 +216,7 @@ def _cars_mat(root: Path, names: dict[int, str]):
     return train, test
 
 
-def _stanford_cars(root: Path):
+def read_stanford_cars(root: Path):
     names: dict[int, str] = {}
     if (root / "train_labels.csv").is_file():
         train = _cars_csv(root / "train_labels.csv", root / "train", names)

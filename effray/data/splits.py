@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from effray.spec import DataSpec
 
 
-def _pick(spec: DataSpec, n_train: int, n_test: int, seed: int):
+def pick_indices(spec: DataSpec, n_train: int, n_test: int, seed: int):
     """Train and val indices: val_split (test split or a seeded fraction), then subsets."""
     if spec.val_split == "test":
         train, val, val_from = np.arange(n_train), np.arange(n_test), "test"
@@ -48,7 +48,7 @@ def _pick(spec: DataSpec, n_train: int, n_test: int, seed: int):
     return train, val, val_from
 
 
-def _stats(chunks) -> tuple[list[float], list[float]]:
+def channel_stats(chunks) -> tuple[list[float], list[float]]:
     """Per-channel mean and std over every pixel of uint8 (N,C,H,W) chunks, in [0, 1]."""
     total = total_sq = count = 0
     for x in chunks:
@@ -61,7 +61,7 @@ def _stats(chunks) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
-def _resolve_normalize(pipeline: DataPipeline, channels: int, measure) -> tuple:
+def resolve_normalize(pipeline: DataPipeline, channels: int, measure) -> tuple:
     if not pipeline.normalizes:
         return None, None
     values = {}
@@ -88,15 +88,23 @@ def _resolve_normalize(pipeline: DataPipeline, channels: int, measure) -> tuple:
     return values["mean"], values["std"]
 
 
-def _gray(x: Tensor) -> Tensor:
+def to_grayscale(x: Tensor) -> Tensor:
+    """uint8 (N, 3, H, W) -> (N, 1, H, W), bit for bit PIL's convert("L"); 1 channel kept.
+
+    ITU-R 601 luma in PIL's 16-bit fixed point, (19595 R + 38470 G + 7471 B + 2^15) >> 16:
+    rounding 0.299 R + 0.587 G + 0.114 B in floats is one grey level off on some pixels.
+    Both data paths use it (the loader on each image, before its resize).
+    """
     if x.shape[1] == 1:
         return x
-    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601, as PIL's "L"
-    out = [(c.float() * w).sum(1, keepdim=True).round().to(torch.uint8) for c in x.split(4096)]
+    w = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(1, 3, 1, 1)
+    out = [
+        (((c.int() * w).sum(1, keepdim=True) + 32768) >> 16).to(torch.uint8) for c in x.split(4096)
+    ]
     return torch.cat(out)
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
+def resize_square(x: Tensor, size: int) -> Tensor:
     if tuple(x.shape[2:]) == (size, size):
         return x
     out = [

@@ -23,7 +23,7 @@ def _synthetic(spec: DataSpec, n: int, gen: torch.Generator, protos: Tensor):
     return x.round().clamp(0, 255).to(torch.uint8).numpy(), labels.numpy()
 
 
-def _synthetic_splits(spec: DataSpec):
+def synthetic_splits(spec: DataSpec):
     gen = torch.Generator().manual_seed(SYNTHETIC_SEED)
     k, c, s = spec.num_classes, spec.channels, spec.size
     low = torch.randn(k, c, 4, 4, generator=gen)

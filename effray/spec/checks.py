@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from effray.errors import Problem, SpecError, did_you_mean, one_of, problem
 from effray.spec.expand import expand_one
-from effray.spec.messages import _model_in, user_fields
+from effray.spec.messages import model_in, user_fields
 from effray.spec.schema import ExperimentSpec
 
 
@@ -28,7 +28,7 @@ def check_spec(spec: ExperimentSpec, *, check_data: bool = True) -> list[Problem
 
 
 def _check_requirements(spec: ExperimentSpec) -> list[Problem]:
-    from effray.data import capabilities
+    from effray.data import capabilities, datasets_with
 
     caps = capabilities(spec.data)
     out = []
@@ -39,7 +39,7 @@ def _check_requirements(spec: ExperimentSpec) -> list[Problem]:
                     problem(
                         f"techniques.{i}",
                         f"{t.kind} needs a dataset with {need}; {spec.data.name!r} has none",
-                        allowed="datasets with " + need + ": stanford_cars",
+                        allowed=f"datasets with {need}: " + ", ".join(datasets_with(need)),
                     )
                 )
     return out
@@ -195,7 +195,7 @@ def _check_path(spec: ExperimentSpec, path: str) -> Problem | None:
                 allowed=one_of(fields) if fields else None,
                 suggestion=did_you_mean(part, fields),
             )
-        cls = _model_in(cls.model_fields[part].annotation)
+        cls = model_in(cls.model_fields[part].annotation)
     if cls is not None and parts[-1] not in ("model",):
         return problem(path, "names a whole section; search a field inside it")
     return None

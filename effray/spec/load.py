@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from effray.errors import SpecError, problem
 from effray.spec.checks import check_spec
 from effray.spec.messages import problems_from
-from effray.spec.overrides import _check_override_path, apply_override, parse_override
+from effray.spec.overrides import apply_override, check_override_path, parse_override
 from effray.spec.schema import ExperimentSpec
 
 
@@ -53,7 +53,7 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | None = None) -> Ex
     raw = _read_yaml(path)
     for text in overrides or []:
         key, value = parse_override(text)
-        _check_override_path(key)
+        check_override_path(key)
         apply_override(raw, key, value)
     spec = spec_from_dict(raw, source=str(path))
     return spec

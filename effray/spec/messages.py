@@ -7,11 +7,11 @@ from pydantic import BaseModel, ValidationError
 from effray.errors import Problem, did_you_mean, one_of, problem
 
 
-def _hint(s: str | None) -> str:
+def hint_text(s: str | None) -> str:
     return f"; did you mean {s!r}?" if s else ""
 
 
-def _strip_path(p: Problem) -> str:
+def without_path(p: Problem) -> str:
     return str(Problem("", p.message, p.value, p.allowed, p.suggestion, p.has_value))
 
 
@@ -32,7 +32,7 @@ def _allowed_from(err: dict) -> str | None:
     return None
 
 
-def _message(err: dict, model_cls: type[BaseModel] | None = None) -> str:
+def error_message(err: dict, model_cls: type[BaseModel] | None = None) -> str:
     """One error as 'message (value …; allowed …; did you mean …)' without its path."""
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -69,23 +69,23 @@ def _fields_at(model_cls: type[BaseModel] | None, loc) -> list[str]:
         info = cls.model_fields.get(part)
         if info is None:
             return []
-        cls = _model_in(info.annotation)
+        cls = model_in(info.annotation)
     return user_fields(cls) if cls else []
 
 
-def _model_in(annotation) -> type[BaseModel] | None:
+def model_in(annotation) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
+        found = model_in(arg)
         if found:
             return found
     return None
 
 
-def _inline_errors(exc: ValidationError, model_cls) -> str:
+def inline_errors(exc: ValidationError, model_cls) -> str:
     return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {_message(e, model_cls)}" for e in exc.errors()
+        f"{'.'.join(str(p) for p in e['loc'])}: {error_message(e, model_cls)}" for e in exc.errors()
     )
 
 
@@ -110,6 +110,18 @@ def problems_from(exc: ValidationError) -> list[Problem]:
                 sub, _, msg = piece.partition(": ")
                 out.append(Problem(f"model.{sub}", msg))
             continue
+        if err["type"] == "unknown_name":  # e.g. data.name; ctx carries the suggestion
+            ctx = err["ctx"]
+            out.append(
+                problem(
+                    path,
+                    f"unknown {ctx['what']}",
+                    value=ctx["value"],
+                    allowed=ctx["allowed"],
+                    suggestion=ctx["suggestion"] or None,
+                )
+            )
+            continue
         if err["type"] == "unknown_model":
             ctx = err["ctx"]
             out.append(
@@ -122,7 +134,7 @@ def problems_from(exc: ValidationError) -> list[Problem]:
                 )
             )
             continue
-        out.append(Problem(path, _message(err, ExperimentSpec)))
+        out.append(Problem(path, error_message(err, ExperimentSpec)))
     return out
 
 

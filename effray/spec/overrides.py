@@ -62,7 +62,7 @@ def apply_override(raw: dict, key: str, value: Any) -> None:
         node[last] = value
 
 
-def _check_override_path(key: str) -> None:
+def check_override_path(key: str) -> None:
     parts = key.split(".")
     top = parts[0]
     if top not in user_fields(ExperimentSpec):

@@ -15,11 +15,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from effray.data.registry import DATASETS
 from effray.errors import Problem, did_you_mean, one_of
-from effray.spec.messages import _hint, _inline_errors, _message, _strip_path
+from effray.spec.messages import error_message, hint_text, inline_errors, without_path
 from effray.techniques import TECHNIQUES, Technique, resolve_kind
 
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "stanford_cars", "image_folder", "synthetic")
+DatasetName = Literal[tuple(DATASETS)]  # the registry's names (effray.data.registry)
 SYNTHETIC_ONLY = ("num_classes", "channels", "size", "train_size", "val_size")
 
 
@@ -28,9 +29,7 @@ class Strict(BaseModel):
 
 
 class DataSpec(Strict):
-    name: Literal[
-        "fashion_mnist", "mnist", "cifar10", "stanford_cars", "image_folder", "synthetic"
-    ] = "fashion_mnist"
+    name: DatasetName = "fashion_mnist"  # see `effray datasets`
     root: str | None = None  # None: the dataset's default location (see effray.data)
     download: bool = False  # fetch through torchvision when the files are missing
     val_split: Literal["test"] | Annotated[float, Field(gt=0, le=0.5)] = (
@@ -50,6 +49,23 @@ class DataSpec(Strict):
     size: Annotated[int, Field(ge=8, le=256)] = 28  # pixels per side
     train_size: Annotated[int, Field(ge=8)] = 512  # images
     val_size: Annotated[int, Field(ge=8)] = 256  # images
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known_dataset(cls, value):
+        if isinstance(value, str) and value not in DATASETS:
+            raise PydanticCustomError(
+                "unknown_name",
+                "unknown {what} '{value}' (allowed {allowed}{hint})",
+                {
+                    "what": "dataset",
+                    "value": value,
+                    "allowed": one_of(DATASETS),
+                    "hint": hint_text(did_you_mean(value, DATASETS)),
+                    "suggestion": did_you_mean(value, DATASETS) or "",
+                },
+            )
+        return value  # not a string: the Literal's type error says what is allowed
 
     @model_validator(mode="after")
     def _synthetic_fields_only_for_synthetic(self):
@@ -87,7 +103,7 @@ class ModelSpec(BaseModel):
                 {
                     "value": self.name,
                     "allowed": one_of(MODELS),
-                    "hint": _hint(did_you_mean(self.name, MODELS)),
+                    "hint": hint_text(did_you_mean(self.name, MODELS)),
                 },
             )
         entry = MODELS[self.name]
@@ -95,7 +111,7 @@ class ModelSpec(BaseModel):
             checked = entry.args.model_validate(self.args)
         except ValidationError as exc:
             raise PydanticCustomError(
-                "model_args", "{detail}", {"detail": _inline_errors(exc, entry.args)}
+                "model_args", "{detail}", {"detail": inline_errors(exc, entry.args)}
             ) from None
         for key, value in checked.model_dump().items():
             if key in (self.model_extra or {}):
@@ -228,14 +244,14 @@ class ExperimentSpec(Strict):
                 continue
             found = resolve_kind(item.get("kind"), f"techniques.{i}.kind")
             if isinstance(found, Problem):
-                errors.append(f"{i}.kind: {_strip_path(found)}")
+                errors.append(f"{i}.kind: {without_path(found)}")
                 continue
             try:
                 built.append(found.model_validate(item))
             except ValidationError as exc:
                 for err in exc.errors():
                     loc = ".".join(str(p) for p in (i, *err["loc"]))
-                    errors.append(f"{loc}: {_message(err, found)}")
+                    errors.append(f"{loc}: {error_message(err, found)}")
         if errors:
             raise PydanticCustomError("techniques", "{errors}", {"errors": "\n".join(errors)})
         return built
