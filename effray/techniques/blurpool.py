@@ -20,6 +20,14 @@ The filter is the normalised outer product of binomial coefficients, e.g. for si
 padding is the default because the paper used Composer, which pads with zeros;
 `padding: reflect` is Zhang's choice (it falls back to zeros on maps too small to
 reflect). The paper's nets downsample only with MaxPool2d(2); their convs have stride 1.
+
+Strided convs with fewer than `min_channels` (default 16) input channels are left alone,
+as in Composer (composer/algorithms/blurpool/blurpool.py, `_maybe_replace_strided_conv2d`;
+its method card's "Implementation Note"): the rule keeps the blur off a conv that reads
+the image itself (1 or 3 channels), since blurring there downsamples the input by more
+than the preprocessing asked for. The first such conv is GhostNet's stride-2 stem
+(3 -> 16); the paper's nets have no strided conv, so their counts (every MaxPool2d, no
+conv) are the same at any `min_channels`. Max-pools have no channel rule (Composer's neither).
 """
 
 from __future__ import annotations
@@ -100,11 +108,13 @@ def apply_blurpool(
     padding: str = "zeros",
     replace_maxpools: bool = True,
     replace_convs: bool = True,
+    min_channels: int = 1,
 ) -> dict[str, int]:
     """Replace strided max-pools and convs in `model` in place; return counts of each.
 
     Pools with `ceil_mode` or dilation are left alone (the dense/blur split would not
-    keep their output size); so are layers already wrapped, so applying twice is a no-op.
+    keep their output size); so are layers already wrapped, so applying twice is a no-op,
+    and strided convs with fewer than `min_channels` input channels (1: none skipped).
     """
     counts = {"maxpools": 0, "convs": 0}
 
@@ -122,7 +132,12 @@ def apply_blurpool(
             ):
                 setattr(parent, name, BlurMaxPool2d(child, filter_size, padding))
                 counts["maxpools"] += 1
-            elif replace_convs and isinstance(child, nn.Conv2d) and _strided(child.stride):
+            elif (
+                replace_convs
+                and isinstance(child, nn.Conv2d)
+                and _strided(child.stride)
+                and child.in_channels >= min_channels
+            ):
                 setattr(parent, name, BlurConv2d(child, filter_size, padding))
                 counts["convs"] += 1
             else:
@@ -141,6 +156,7 @@ class BlurPool(Technique):
     padding: Literal["zeros", "reflect"] = "zeros"  # zeros: Composer (the paper); reflect: Zhang
     replace_maxpools: bool = True  # the paper blurs both pools and strided convs
     replace_convs: bool = True
+    min_channels: Annotated[int, Field(ge=1)] = 16  # strided convs with fewer inputs: no blur
 
     paper: ClassVar[str] = "Zhang 2019, arXiv:1904.11486"
 
@@ -151,11 +167,16 @@ class BlurPool(Technique):
             padding=self.padding,
             replace_maxpools=self.replace_maxpools,
             replace_convs=self.replace_convs,
+            min_channels=self.min_channels,
         )
         total = counts["maxpools"] + counts["convs"]
         state.logs["blurpool/num_layers"] = float(total)
         state.logs["blurpool/num_maxpools"] = float(counts["maxpools"])
         state.logs["blurpool/num_convs"] = float(counts["convs"])
         if total == 0:
-            self.no_effect(state, f"no strided conv or pool in {state.model_name}; model unchanged")
+            self.no_effect(
+                state,
+                f"no strided conv or pool in {state.model_name} (convs with fewer than "
+                f"{self.min_channels} input channels not counted); model unchanged",
+            )
         return model

@@ -13,8 +13,13 @@ uniform in [scale[0], scale[1]] and an x-shear uniform in [-shear, shear] degree
 about the image centre (torchvision's `_get_inverse_affine_matrix`). On the device path
 each image draws its own parameters from the trial's generator and the whole batch is
 resampled at once with F.affine_grid + F.grid_sample (align_corners=False, pixels outside
-the image read as 0); the loader path uses `v2.RandomAffine`. The thesis ran torchvision's
-default nearest-neighbour interpolation; `interpolation` selects it.
+the image read as 0); the loader path uses `v2.RandomAffine` with `fill=None`, which is
+the same resampling (an edge pixel partly outside blends with those zeros once). Its
+default `fill=0` instead multiplies such pixels by their coverage a second time, darkening
+the edge band by up to ~0.24 on ~8% of the pixels of a 20x28 image (pytorch/vision#6517:
+fill 0 is not fill None). tests/test_technique_edges.py holds the two paths to half a
+grey level. The thesis ran torchvision's default nearest-neighbour interpolation, where
+the two fills agree; `interpolation` selects it.
 """
 
 from __future__ import annotations
@@ -129,5 +134,6 @@ class RandomAffine(Technique):
                 scale=list(self.scale),
                 shear=self.shear,
                 interpolation=v2.InterpolationMode(mode),
+                fill=None,  # the device op's edges; fill=0 darkens them (see module docstring)
             )
         )
