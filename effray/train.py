@@ -38,11 +38,13 @@ LATENCY_MAX_BYTES = 512 * 2**20  # larger val sets are timed on a prefix and sca
 class TrialDiverged(RuntimeError):
     """The loss became NaN or infinite; the trial stops with this message."""
 
+    stop_reason = "diverged"  # what a runner records as the trial's stop reason
+
 
 @dataclass
 class FitResult:
     history: list[dict[str, Any]]  # one metrics dict per epoch run (resumed epochs included)
-    stop_reason: str  # finished | early_stopping
+    stop_reason: str  # "finished", or the reason a technique stopped it (e.g. "early_stopping")
     model: nn.Module
     checkpoint: Path | None = None
     facts: dict[str, float] = field(default_factory=dict)  # params, size, FLOPs, latency
@@ -188,7 +190,7 @@ def fit(
     state.optimizer = optimizer = make_optimizer(spec, model.parameters())
     for tech in techniques:
         tech.on_optimizer(state)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=state.label_smoothing)  # smoothing: only here
+    loss_fn = nn.CrossEntropyLoss()  # on dense targets; label_smoothing smooths them in on_batch
     step_owner = next((x for x in techniques if "step" in type(x).owns), None)
     use_bf16 = t.precision == "bf16"
 
@@ -277,7 +279,8 @@ def fit(
         for tech in techniques:
             tech.on_epoch_end(state)
         last = epoch == t.epochs - 1 or state.stop_reason is not None
-        if last:
+        if last:  # the last report says why the fit stopped
+            stop_reason = metrics["stop_reason"] = state.stop_reason or "finished"
             changed = [tech.on_fit_end(state) for tech in techniques]
             if any(changed):
                 metrics["val/loss"], metrics["val/acc"] = evaluate(
@@ -303,12 +306,11 @@ def fit(
                     "logs": dict(state.logs),
                     "spec": spec.model_dump(mode="json"),
                     "git_commit": git_commit(),
-                    "stop_reason": state.stop_reason or ("finished" if last else None),
+                    "stop_reason": metrics.get("stop_reason"),
                 },
                 keep=spec.run.checkpoint_keep,
             )
         report(dict(metrics), ckpt_path)
-        if state.stop_reason:
-            stop_reason = state.stop_reason
+        if last:
             break
     return FitResult(history, stop_reason, model, ckpt_path, facts)

@@ -9,6 +9,7 @@ synthetic dataset.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import math
 import warnings
@@ -24,13 +25,20 @@ from effray.data import DataPipeline
 from effray.errors import SpecError
 from effray.models import build_model, count_params
 from effray.spec import expand, load_spec, spec_from_dict
-from effray.techniques import RUN_ORDER, TECHNIQUES, NoEffectWarning, Technique, TrainState
+from effray.techniques import (
+    RUN_ORDER,
+    TECHNIQUES,
+    NoEffectWarning,
+    Technique,
+    TrainState,
+    ordered,
+)
 from effray.techniques.base import HOOKS
 from effray.techniques.blurpool import BlurMaxPool2d, apply_blurpool, binomial_filter
 from effray.techniques.cutout import cutout_batch
 from effray.techniques.dropout import apply_dropout
 from effray.techniques.early_stopping import EarlyStopping
-from effray.techniques.label_smoothing import smoothed_cross_entropy
+from effray.techniques.label_smoothing import smooth_targets
 from effray.techniques.mixup import mixup_batch, sample_lambda
 from effray.techniques.one_cycle import OneCycle
 from effray.techniques.sam import sam_perturb, sam_step
@@ -131,19 +139,15 @@ def drive(tech: Technique, *, epochs: int = 2, steps: int = 2, load: dict | None
     return state, tech
 
 
-def assert_same(a, b) -> None:
+def same(a, b) -> bool:
+    """Equal, with tensors compared bit for bit and NaN equal to NaN, through dicts and lists."""
     if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys()
-        for k in a:
-            assert_same(a[k], b[k])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            assert_same(x, y)
-    else:
-        assert a == b or (a != a and b != b)  # NaN == NaN for this purpose
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same, a, b))
+    return a == b or (a != a and b != b)
 
 
 # ---------------------------------------------------------------------------------
@@ -165,15 +169,26 @@ def test_unknown_field_is_rejected(kind):
         TECHNIQUES[kind].model_validate({"kind": kind, "no_such_field": 1})
 
 
+def defined_hooks(cls: type[Technique]) -> list[str]:
+    """The hooks that cls or a base class below Technique defines in its own body."""
+    own = [vars(c) for c in cls.__mro__ if issubclass(c, Technique) and c is not Technique]
+    return [name for name in HOOKS if any(name in body for body in own)]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_hooks_lists_exactly_what_it_overrides(kind):
     cls = TECHNIQUES[kind]
     listed = cls.hooks()
     assert listed, f"{kind} overrides no hook"
-    for name in HOOKS:
-        overridden = getattr(cls, name) is not getattr(Technique, name)
-        assert (name in listed) == overridden
+    assert listed == defined_hooks(cls)
     assert ("step" in listed) == ("step" in cls.owns)
+
+
+def test_hooks_of_techniques_with_known_hooks():
+    assert TECHNIQUES["label_smoothing"].hooks() == ["on_batch"]
+    assert TECHNIQUES["swa"].hooks() == ["on_optimizer", "on_epoch_end", "on_fit_end"]
+    assert TECHNIQUES["sam"].hooks() == ["step"]
+    assert TECHNIQUES["early_stopping"].hooks() == ["on_epoch_end", "on_fit_end"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -183,19 +198,29 @@ def test_has_a_place_in_the_run_order_and_a_citation(kind):
     assert TECHNIQUES[kind].__module__.startswith("effray.techniques.")
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_state_dict_round_trips_through_torch_save(kind):
+STATEFUL = [k for k in KINDS if TECHNIQUES[k].state_dict is not Technique.state_dict]
+
+
+def test_the_stateful_techniques_are_the_schedulers_swa_and_early_stopping():
+    lr_owners = {k for k in KINDS if "lr" in TECHNIQUES[k].owns}
+    assert set(STATEFUL) == lr_owners | {"swa", "early_stopping"}
+
+
+@pytest.mark.parametrize("kind", STATEFUL)
+def test_state_dict_changes_in_training_and_round_trips_through_torch_save(kind):
     cls = TECHNIQUES[kind]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoEffectWarning)
+        _, untrained = drive(cls.model_validate({"kind": kind}), load={})  # after on_optimizer
         _, tech = drive(cls.model_validate({"kind": kind}))
         saved = tech.state_dict()
+        assert saved and not same(saved, untrained.state_dict()), "training left the state as built"
         buf = io.BytesIO()
         torch.save(saved, buf)
         buf.seek(0)
         loaded = torch.load(buf, weights_only=True)
         _, fresh = drive(cls.model_validate({"kind": kind}), load=loaded)
-    assert_same(fresh.state_dict(), saved)
+    assert same(fresh.state_dict(), saved)
 
 
 # ---------------------------------------------------------------------------------
@@ -380,25 +405,50 @@ def test_cutout_is_reproducible_and_leaves_the_rest_untouched():
 # ---------------------------------------------------------------------------------
 
 
+def _logits_and_targets(mixed: bool, k: int = 10, n: int = 32):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(n, k, generator=gen) * 3
+    y = F.one_hot(torch.randint(0, k, (n,), generator=gen), k).float()
+    if mixed:  # as mixup leaves them: a convex combination of two one-hot rows
+        y = 0.7 * y + 0.3 * y.roll(1, 0)
+    return logits, y
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 def test_label_smoothing_loss_matches_its_definition(mixed):
-    torch.manual_seed(0)
     k, alpha = 10, 0.1
-    logits = torch.randn(32, k)
-    y = F.one_hot(torch.randint(0, k, (32,)), k).float()
-    if mixed:
-        y = 0.7 * y + 0.3 * y.roll(1, 0)
+    logits, y = _logits_and_targets(mixed, k)
     ce_each = -F.log_softmax(logits, -1)  # CE against each class k
     definition = ((1 - alpha) * (y * ce_each).sum(1) + alpha * ce_each.mean(1)).mean()
-    loop_loss = nn.CrossEntropyLoss(label_smoothing=alpha)(logits, y)  # what fit builds
+    loop_loss = nn.CrossEntropyLoss()(logits, smooth_targets(y, alpha))  # what fit computes
     assert torch.allclose(loop_loss, definition, atol=1e-6)
-    assert torch.allclose(smoothed_cross_entropy(logits, y, alpha), definition, atol=1e-6)
 
 
-def test_label_smoothing_sets_the_loop_s_smoothing():
+@pytest.mark.parametrize("alpha", [0.1, 0.25, 0.9])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_smoothed_targets_give_torch_s_label_smoothing_loss_bit_for_bit(mixed, alpha):
+    logits, y = _logits_and_targets(mixed)
+    ours = logits.clone().requires_grad_()
+    loss = nn.CrossEntropyLoss()(ours, smooth_targets(y, alpha))
+    loss.backward()
+    torch_s = logits.clone().requires_grad_()
+    want = nn.CrossEntropyLoss(label_smoothing=alpha)(torch_s, y)
+    want.backward()
+    assert torch.equal(loss, want)
+    assert torch.equal(ours.grad, torch_s.grad)  # so training is bit for bit the same too
+
+
+def test_label_smoothing_smooths_the_batch_targets_after_mixup():
     state = make_state(tiny_net())
-    TECHNIQUES["label_smoothing"](alpha=0.2).on_optimizer(state)
-    assert state.label_smoothing == 0.2
+    state.x, state.labels = torch.randn(8, 1, 16, 16), torch.arange(8)
+    state.y = F.one_hot(state.labels, 10).float()
+    x, y = state.x.clone(), state.y.clone()
+    smoothing, mixup = TECHNIQUES["label_smoothing"](alpha=0.2), TECHNIQUES["mixup"](alpha=1.0)
+    assert ordered([smoothing, mixup]) == [mixup, smoothing]  # mixed targets get smoothed
+    smoothing.on_batch(state)
+    assert torch.equal(state.y, smooth_targets(y, 0.2))
+    assert state.y.max().item() == pytest.approx(0.8 + 0.02) and state.y.min() > 0
+    assert torch.equal(state.x, x) and torch.equal(state.labels, torch.arange(8))
 
 
 # ---------------------------------------------------------------------------------
@@ -625,16 +675,36 @@ def test_dropout_is_inserted_before_the_classifier_with_names_unchanged():
 # ---------------------------------------------------------------------------------
 
 
+# Arguments under which a technique acts within the 3-epoch fit below (its defaults
+# wait longer), and data on which it has something to do.
+ACTS_SOON = {
+    "multistep_lr": {"milestones": [1]},
+    "reduce_lr_on_plateau": {"patience": 0, "metric": "train/acc", "mode": "max", "threshold": 10},
+    "early_stopping": {"patience": 1, "metric": "train/acc", "mode": "max", "min_delta": 100},
+}
+RGB_ONLY = {"grayscale"}  # one-channel images are already gray
+
+
+@functools.cache
+def baseline_weights(channels: int) -> dict[str, torch.Tensor]:
+    spec = make_spec([], epochs=3)
+    spec.data.channels = channels
+    return fit(spec).model.state_dict()
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_each_technique_alone_trains(kind):
+def test_each_technique_alone_trains_to_other_weights_than_the_baseline(kind):
     cls = TECHNIQUES[kind]
     if cls.requires:
         pytest.skip(f"{kind} needs {cls.requires}; the synthetic dataset has none")
+    spec = make_spec([{"kind": kind, **ACTS_SOON.get(kind, {})}], epochs=3)
+    spec.data.channels = 3 if kind in RGB_ONLY else 1
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoEffectWarning)
-        result = fit(make_spec([{"kind": kind}]))
-    assert len(result.history) >= 1
+        warnings.simplefilter("error", NoEffectWarning)
+        result = fit(spec)
     assert all(math.isfinite(m["train/loss"]) for m in result.history)
+    base, ours = baseline_weights(spec.data.channels), result.model.state_dict()
+    assert ours.keys() != base.keys() or not same(ours, base), f"{kind} changed nothing"
 
 
 def test_the_paper_s_techniques_compose():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -66,6 +67,33 @@ def test_fit_reports_once_per_epoch_with_all_metrics(tmp_path):
     assert result.stop_reason == "finished"
 
 
+def test_only_the_last_report_says_why_the_fit_stopped():
+    calls = []
+    result = fit(make_spec(epochs=3, latency_repeats=0), report=lambda m, c: calls.append(m))
+    assert [m.get("stop_reason") for m in calls] == [None, None, "finished"]
+    assert result.stop_reason == "finished" and result.history[-1]["stop_reason"] == "finished"
+
+
+def test_the_last_report_carries_the_stop_reason_a_technique_set():
+    spec = make_spec(epochs=5, latency_repeats=0)
+    stop = {"kind": "early_stopping", "patience": 1, "metric": "train/acc", "mode": "max"}
+    spec = spec_from_dict(
+        {**spec.model_dump(mode="json"), "techniques": [{**stop, "min_delta": 100}]}
+    )
+    calls = []
+    result = fit(spec, report=lambda m, c: calls.append(m))
+    assert [m.get("stop_reason") for m in calls] == [None, "early_stopping"]
+    assert result.stop_reason == "early_stopping"
+
+
+def test_a_resumed_fit_that_is_complete_reports_nothing(tmp_path):
+    spec = make_spec(epochs=2, latency_repeats=0)
+    fit(spec, checkpoint_dir=tmp_path)
+    calls = []
+    result = fit(spec, report=lambda m, c: calls.append(m), resume_from=tmp_path)
+    assert calls == [] and result.history[-1]["stop_reason"] == "finished"
+
+
 def test_synthetic_data_is_learnable():
     spec = make_spec(epochs=4, batch_size=32)
     spec.data.train_size = 1024
@@ -119,8 +147,11 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_divergence_stops_with_epoch_and_step():
-    with pytest.raises(TrialDiverged, match=r"diverged at epoch 1, step \d+ \(loss (nan|inf)\)"):
+    with pytest.raises(
+        TrialDiverged, match=r"diverged at epoch 1, step \d+ \(loss (nan|inf)\)"
+    ) as info:
         fit(make_spec(lr=1e30, momentum=0.0, weight_decay=0.0))
+    assert info.value.stop_reason == "diverged"
 
 
 def test_resume_in_process_is_exact(tmp_path):
@@ -212,3 +243,56 @@ def test_plugin_technique_by_import_path(tmp_path, monkeypatch):
     assert type(spec.techniques[0]).__name__ == "CountSteps"
     result = fit(spec)
     assert result.final["plugin/steps"] == 2.0 * 4  # 256 images / 64 per step
+
+
+# ---------------------------------------------------------------------------------
+# Recorded weights: a refactor of the loop or the techniques must not move one bit
+# ---------------------------------------------------------------------------------
+
+DIGESTS = Path(__file__).resolve().parent / "data" / "fit_digests.json"
+DIGEST_RUNS = {  # name -> techniques; each a 3-epoch fixed-seed fit on synthetic data
+    "baseline": [],
+    "label_smoothing+mixup+cutout": [
+        {"kind": "label_smoothing"},
+        {"kind": "mixup"},
+        {"kind": "cutout", "size": 6},
+    ],
+    "swa+one_cycle": [{"kind": "swa", "start": 0.5}, {"kind": "one_cycle"}],
+    "sam+label_smoothing": [{"kind": "sam"}, {"kind": "label_smoothing"}],
+}
+
+
+def weights_digest(techniques: list[dict]) -> str:
+    """SHA-256 of the final state_dict (names and raw tensor bytes, in order)."""
+    spec = spec_from_dict(
+        {
+            "name": "digest",
+            "data": {**SYN, "train_size": 512},
+            "model": {"name": "paper_mnist_1p5k_dw"},
+            "train": {"epochs": 3, "batch_size": 64, "latency_repeats": 0, "threads": 1},
+            "techniques": techniques,
+        }
+    )
+    h = hashlib.sha256()
+    for name, tensor in fit(spec).model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def machine() -> dict[str, str]:
+    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
+
+
+@pytest.mark.parametrize("name", sorted(DIGEST_RUNS))
+def test_final_weights_match_the_recorded_digest(name):
+    recorded = json.loads(DIGESTS.read_text())
+    if recorded["machine"] != machine():
+        pytest.skip(f"digests were recorded on {recorded['machine']}, this is {machine()}")
+    assert weights_digest(DIGEST_RUNS[name]) == recorded["digests"][name]
+
+
+if __name__ == "__main__":  # re-record: python tests/test_train.py (only after a deliberate change)
+    digests = {name: weights_digest(t) for name, t in DIGEST_RUNS.items()}
+    DIGESTS.parent.mkdir(exist_ok=True)
+    DIGESTS.write_text(json.dumps({"machine": machine(), "digests": digests}, indent=2) + "\n")

@@ -9,7 +9,7 @@ order of `effray.techniques.RUN_ORDER`, never in YAML order:
     t.on_optimizer(st)             # build/attach schedulers (one-cycle, SWA)
     for epoch:
         for batch:
-            t.on_batch(st)         # Cutout, Mixup edit st.x / st.y (dense targets)
+            t.on_batch(st)         # Cutout, Mixup, label smoothing edit st.x / st.y (dense targets)
             st.loss = owner.step(st, closure)   # SAM owns the step; default: closure(); opt.step()
             t.after_step(st)       # per-batch schedulers
         (evaluate)
@@ -18,7 +18,8 @@ order of `effray.techniques.RUN_ORDER`, never in YAML order:
 
 Rules: batch randomness comes from `st.generator` (seeded, saved in checkpoints), so
 SAM's two passes see the same batch; targets are dense probabilities after
-`on_batch`; label smoothing is applied once, by the loss; `state_dict` /
+`on_batch`; label smoothing is applied once, by label_smoothing's `on_batch` (the loss
+is plain cross-entropy on `st.y`); `state_dict` /
 `load_state_dict` make resume exact. A hook that rebuilds `st.x` keeps its memory layout
 (write into `torch.empty_like(st.x)`): the loader's channels-last strides make small
 convs ~1.7x faster on CPU, and a plain NCHW copy silently loses that.
@@ -68,7 +69,6 @@ class TrainState:
     y: torch.Tensor | None = None  # current dense targets (N, C) float
     labels: torch.Tensor | None = None  # current integer labels (for accuracy)
     loss: torch.Tensor | None = None  # loss of the last step
-    label_smoothing: float = 0.0  # set by label_smoothing; applied only in the loss
     metrics: dict[str, float] = field(default_factory=dict)  # this epoch's metrics
     logs: dict[str, float] = field(
         default_factory=dict
@@ -150,34 +150,27 @@ class ScheduledLR(Technique):
     """Base of the LR owners that wrap a torch LR scheduler (one_cycle, multistep_lr, …).
 
     Subclasses say how to build the scheduler and when to step it; this class saves
-    and restores the scheduler's state so resume is exact, also when the state is
-    loaded before `on_optimizer` has built the scheduler.
+    and restores the scheduler's state so resume is exact (fit loads it after
+    `on_optimizer` has built the scheduler).
     """
 
     owns: ClassVar[tuple[str, ...]] = ("lr",)
     spec_keys: ClassVar[tuple[str, ...]] = ()  # scheduler state rebuilt from the spec, not saved
 
     _scheduler: Any = PrivateAttr(None)
-    _pending: dict[str, Any] | None = PrivateAttr(None)  # state loaded before on_optimizer
 
     def make_scheduler(self, state: TrainState):
         raise NotImplementedError
 
     def on_optimizer(self, state: TrainState) -> None:
         self._scheduler = self.make_scheduler(state)
-        pending, self._pending = self._pending, None
-        self.load_state_dict(pending or {})
 
     def state_dict(self) -> dict[str, Any]:
         if self._scheduler is None:
-            return dict(self._pending or {})
+            return {}
         saved = self._scheduler.state_dict()
         return {k: v for k, v in saved.items() if k not in self.spec_keys}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not state:
-            return
-        if self._scheduler is None:
-            self._pending = dict(state)
-        else:
+        if state:
             self._scheduler.load_state_dict({**self._scheduler.state_dict(), **state})

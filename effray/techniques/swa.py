@@ -54,30 +54,18 @@ class SWA(Technique):
 
     paper: ClassVar[str] = "Izmailov et al. 2018, arXiv:1803.05407"
 
-    _model: nn.Module | None = PrivateAttr(None)
     _avg: AveragedModel | None = PrivateAttr(None)
-    _pending: dict[str, Any] | None = PrivateAttr(None)
 
     def on_optimizer(self, state: TrainState) -> None:
-        self._model = state.model
-
-    def _average(self) -> AveragedModel:
-        if self._avg is None:
-            self._avg = AveragedModel(self._model)
-            if self._pending is not None:
-                self._avg.load_state_dict(self._pending)
-                self._pending = None
-        return self._avg
+        self._avg = AveragedModel(state.model)  # a copy; its weights count once n_averaged > 0
 
     @property
     def n_averaged(self) -> int:
-        if self._pending is not None:
-            return int(self._pending["n_averaged"])
         return int(self._avg.n_averaged) if self._avg is not None else 0
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.epoch + 1 >= first_averaged_epoch(self.start, state.epochs):
-            self._average().update_parameters(state.model)
+            self._avg.update_parameters(state.model)
             state.logs["swa/n_averaged"] = float(self.n_averaged)
 
     def on_fit_end(self, state: TrainState) -> bool:
@@ -89,15 +77,13 @@ class SWA(Technique):
                 f"(epoch {first} of {state.epochs}); weights are the last epoch's",
             )
             return False
-        load_average(state.model, self._average())
+        load_average(state.model, self._avg)
         update_bn(state.train_batches(), state.model)
         return True
 
     def state_dict(self) -> dict[str, Any]:
-        if self._pending is not None:
-            return dict(self._pending)
         return dict(self._avg.state_dict()) if self._avg is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._avg = None
-        self._pending = dict(state) if state else None
+        if state:  # {}: a checkpoint from before averaging began
+            self._avg.load_state_dict(state)
