@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from effray.checkpoint import append_metrics, atomic_write_text, load_latest
+from effray.results import CHECKPOINTS, METRICS, TRIAL_SPEC
 from effray.spec import (
     ExperimentSpec,
     apply_override,
@@ -20,10 +21,6 @@ from effray.spec import (
 )
 from effray.tracking import track_fit
 from effray.train import FitResult, Report, fit
-
-TRIAL_SPEC = "trial_spec.yaml"
-METRICS = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
 
 
 def _recorder(out: Path, on_epoch: Report | None) -> Report:

@@ -155,3 +155,43 @@ def test_train_with_missing_dataset_is_exit_2(spec_file):
     result = invoke("train", path)
     assert result.exit_code == 2
     assert "dataset 'cifar10' not found under /nonexistent/effray" in result.output
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def test_datasets_lists_all_six_and_what_is_here(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/data is empty here
+    out = invoke("datasets", "--json")
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.output)}
+    assert set(rows) == {
+        "fashion_mnist",
+        "mnist",
+        "cifar10",
+        "stanford_cars",
+        "image_folder",
+        "synthetic",
+    }
+    assert rows["cifar10"]["shape"] == [3, 32, 32] and rows["mnist"]["classes"] == 10
+    assert rows["mnist"]["found"] is None and "download" in rows["mnist"]["how"]
+    assert rows["synthetic"]["found"] == "generated"
+    table = invoke("datasets")
+    assert table.exit_code == 0
+    for name in rows:
+        assert name in table.output
+    assert "stanford_cars (looked in ~/data): cannot be downloaded" in table.output
+    if Path(FASHION).is_dir():  # Debian's dataset-fashion-mnist, installed by `make setup`
+        assert rows["fashion_mnist"]["found"] == FASHION
+        assert FASHION in table.output
+
+
+def test_datasets_under_a_root(tmp_path):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "train" / "cat" / "a.png").write_bytes(b"")
+    out = invoke("datasets", "--json", "--root", tmp_path)
+    rows = {r["name"]: r for r in json.loads(out.output)}
+    assert rows["image_folder"]["found"] == str(tmp_path)
+    assert rows["mnist"]["found"] is None

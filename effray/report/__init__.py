@@ -35,18 +35,9 @@ from effray.report.formats import (
     to_markdown,
 )
 from effray.report.load import (
-    EXPERIMENT_FILE,
     MAX_DEPTH,
-    METRICS,
-    PENDING,
-    RESULTS,
-    RUNNING,
-    TRIAL_SPEC,
-    UNSETTLED,
     ReportError,
-    TrialRecord,
     find_trial_dirs,
-    late_gain,
     load_experiment,
     load_trial,
     read_history,
@@ -67,6 +58,17 @@ from effray.report.summary import (
     sort_rows,
     summarize,
 )
+from effray.results import (
+    EXPERIMENT_FILE,
+    METRICS,
+    PENDING,
+    RESULTS_JSON,
+    RUNNING,
+    TRIAL_SPEC,
+    UNSETTLED,
+    TrialRecord,
+    late_gain,
+)
 
 __all__ = [
     "CSV_FIELDS",
@@ -79,7 +81,7 @@ __all__ = [
     "METRICS",
     "PAPER_COLUMNS",
     "PENDING",
-    "RESULTS",
+    "RESULTS_JSON",
     "RUNNING",
     "ReportError",
     "TRIAL_SPEC",

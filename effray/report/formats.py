@@ -9,8 +9,8 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from effray.report.load import TrialRecord
 from effray.report.summary import GroupRow
+from effray.results import TrialRecord
 
 # ---------------------------------------------------------------------------------
 # Formats

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from effray.report.load import TrialRecord
 from effray.report.summary import GroupRow
+from effray.results import TrialRecord
 
 # ---------------------------------------------------------------------------------
 # Plots (matplotlib's Agg canvas directly: no pyplot state, no display needed)

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from effray.errors import did_you_mean, one_of
-from effray.report.load import ReportError, TrialRecord
+from effray.report.load import ReportError
+from effray.results import TrialRecord
 
 
 @dataclass
@@ -83,8 +84,7 @@ def summarize(
         best = max(ran, key=lambda r: r.best_val_acc, default=None)
         stops: dict[str, int] = {}
         for r in recs:
-            kind = r.stopped_by.split(":", 1)[0]  # "error: <why>" counts as error
-            stops[kind] = stops.get(kind, 0) + 1
+            stops[r.stopped_by] = stops.get(r.stopped_by, 0) + 1
         epochs = [r.epochs_run for r in recs] or [0]
         paper = reference.get(group)
         rows.append(

@@ -1,0 +1,147 @@
+"""Commands about specs and registries: validate, schema, models, expand, techniques, datasets.
+
+$ effray validate experiments/quickstart.yaml
+$ effray models --json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from effray.cli.common import SetOpt, SpecArg, console, load_trials
+
+
+def validate(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Check a spec completely; print OK or every problem (exit code 2)."""
+    _, trials = load_trials(spec, set_)
+    console.print(f"[green]OK[/] {spec}: {len(trials)} trial{'s' if len(trials) != 1 else ''}")
+
+
+def schema() -> None:
+    """Print the spec's JSON schema (for editor completion)."""
+    from effray.spec import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+def models(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False) -> None:
+    """List every registered model with its input shape and parameter count."""
+    from effray.models import list_models
+
+    rows = list_models()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="effray models")
+    for col in ("name", "input (C,H,W)", "classes", "params", "published", "description"):
+        table.add_column(
+            col, justify="right" if col in ("params", "published", "classes") else "left"
+        )
+    for r in rows:
+        ref = r.get("reference_params")
+        table.add_row(
+            r["name"],
+            "x".join(str(v) for v in r["input_shape"]),
+            str(r["num_classes"]),
+            f"{r['params']:,}",
+            f"{ref:,}" if ref else "-",
+            r.get("description", ""),
+        )
+    console.print(table)
+
+
+def expand(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Print the trials a spec expands to (ablation x search x seeds)."""
+    loaded, trials = load_trials(spec, set_)
+    table = Table(title=f"{loaded.name}: {len(trials)} trials")
+    table.add_column("#", justify="right")
+    table.add_column("trial")
+    table.add_column("techniques")
+    table.add_column("choices")
+    for t in trials:
+        table.add_row(
+            str(t.trial.index),
+            t.trial.name,
+            ", ".join(x.name for x in t.techniques) or "-",
+            ", ".join(f"{k}={v}" for k, v in t.trial.params.items()) or "-",
+        )
+    console.print(table)
+
+
+def techniques(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False) -> None:
+    """List every technique: its fields with defaults, the hooks it uses, what it owns."""
+    from effray.techniques import RUN_ORDER, TECHNIQUES
+
+    rows = []
+    for kind, cls in sorted(TECHNIQUES.items(), key=lambda kv: RUN_ORDER.get(kv[0], 100)):
+        fields = {
+            name: info.default
+            for name, info in cls.model_fields.items()
+            if name not in ("kind", "ablate")
+        }
+        rows.append(
+            {
+                "kind": kind,
+                "order": RUN_ORDER.get(kind),
+                "fields": fields,
+                "hooks": cls.hooks(),
+                "owns": list(cls.owns),
+                "requires": list(cls.requires),
+                "paper": cls.paper,
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table(title="effray techniques (in run order)")
+    for col in ("kind", "fields (defaults)", "hooks", "owns"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["kind"],
+            ", ".join(f"{k}={v!r}" for k, v in r["fields"].items()) or "-",
+            ", ".join(r["hooks"]),
+            ", ".join(r["owns"] + [f"needs {x}" for x in r["requires"]]) or "-",
+        )
+    console.print(table)
+
+
+def datasets(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False,
+    root: Annotated[
+        str | None, typer.Option(help="Look for every dataset under this data.root instead.")
+    ] = None,
+) -> None:
+    """List every dataset: shape, classes, whether it is on this machine, how to get it."""
+    from effray.data import list_datasets
+
+    rows = list_datasets(root)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="effray datasets")
+    table.add_column("name", no_wrap=True)
+    table.add_column("shape (C,H,W)", no_wrap=True)
+    table.add_column("classes", justify="right", no_wrap=True)
+    table.add_column("on this machine", overflow="fold")
+    for r in rows:
+        if r["shape"]:
+            shape = "x".join(map(str, r["shape"]))
+        elif r["image_size"]:
+            shape = f"3x{r['image_size']}x{r['image_size']} (resized)"
+        else:
+            shape = "data.size"
+        classes = str(r["classes"]) if r["classes"] else ("spec" if r["found"] else "files")
+        found = r["found"] or "[yellow]not found[/]"
+        table.add_row(r["name"], shape, classes, found)
+    console.print(table)
+    for r in rows:
+        if not r["found"]:
+            console.print(
+                f"{r['name']} (looked in {r['root']}): {r['how']}", highlight=False, soft_wrap=True
+            )

@@ -1,0 +1,66 @@
+"""One Weights & Biases run per trial, behind a three-call interface; tracking off does nothing.
+
+    $ effray train experiments/quickstart.yaml --out runs/quick   # offline run in runs/quick/wandb
+    $ effray sync runs/quick                                      # push offline runs later
+
+    tracker = make_tracker(spec, experiment_dir)   # NullTracker when W&B is off
+    tracker.start(spec, trial_dir)                 # run id = spec.trial.id, resume="allow"
+    tracker.log(metrics, step=metrics["epoch"])    # once per epoch
+    tracker.finish(stop_reason)                    # effray.results' verdict: finished, asha, …
+
+The only package that imports wandb (and only `wandb_run` does). Its modules:
+
+    base        Tracker (the interface), NullTracker (tracking off), TrackingWarning
+    mapping     what a run shows: config, dashboard columns, summary, secrets removed
+    wandb_run   WandbTracker: the W&B run, its state file, guarded calls
+    runs        make_tracker, open_run (Ray's driver), track_fit (train/resume), sync
+
+A W&B failure never stops training, and no API key, token or password reaches a W&B
+config: see wandb_run and mapping.scrub.
+"""
+
+from effray.tracking.base import Metrics, NullTracker, Tracker, TrackingWarning
+from effray.tracking.mapping import (
+    BEST,
+    FACTS,
+    REDACTED,
+    derived_facts,
+    run_config,
+    scrub,
+    scrub_value,
+)
+from effray.tracking.runs import (
+    api_key_configured,
+    make_tracker,
+    offline_runs,
+    open_run,
+    resolve_mode,
+    run_root,
+    sync_runs,
+    track_fit,
+)
+from effray.tracking.wandb_run import STATE_DIR, WandbTracker
+
+__all__ = [
+    "BEST",
+    "FACTS",
+    "REDACTED",
+    "STATE_DIR",
+    "Metrics",
+    "NullTracker",
+    "Tracker",
+    "TrackingWarning",
+    "WandbTracker",
+    "api_key_configured",
+    "derived_facts",
+    "make_tracker",
+    "offline_runs",
+    "open_run",
+    "resolve_mode",
+    "run_config",
+    "run_root",
+    "scrub",
+    "scrub_value",
+    "sync_runs",
+    "track_fit",
+]

@@ -1,0 +1,157 @@
+"""Driver-side Tune callbacks: progress events for the CLI, and one W&B run per trial.
+
+Both run on the driver, so a trial the scheduler stops loses nothing. Neither prints:
+progress goes to the listeners (`listening(on_event)`) as plain dicts, which the CLI
+draws; W&B goes through effray.tracking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from effray.results import stop_reason
+from effray.tune.storage import DEFAULT_STORAGE, basename, is_uri
+
+Listener = Callable[[dict[str, Any]], None]
+_listeners: list[Listener] = []  # set for the duration of a fit
+
+
+@contextmanager
+def listening(on_event: Listener | None) -> Iterator[None]:
+    """Send `emit`'s events to `on_event` inside the block."""
+    if on_event is None:
+        yield
+        return
+    _listeners.append(on_event)
+    try:
+        yield
+    finally:
+        _listeners.remove(on_event)
+
+
+def emit(event: dict[str, Any]) -> None:
+    for listener in list(_listeners):
+        listener(event)
+
+
+def trial_event(trial, result: dict[str, Any] | None = None, status: str | None = None) -> dict:
+    """A trial's state as a plain dict: name, status, epoch, val/acc, best, elapsed, and
+    (once it ended) why it stopped."""
+    spec = trial.config.get("trial", {})
+    meta = spec.get("trial") or {}
+    r = result if result is not None else (trial.last_result or {})
+    status = status or trial.status
+    return {
+        "event": "trial",
+        "trial": meta.get("name", trial.trial_id),
+        "index": meta.get("index", 0),
+        "group": meta.get("group", ""),
+        "status": status,
+        "epoch": int(r.get("epoch", 0) or 0),
+        "epochs": int(spec.get("train", {}).get("epochs", 0)),
+        "val_acc": r.get("val/acc"),
+        "best_val_acc": r.get("val/best_acc"),
+        "elapsed_s": float(r.get("time_total_s", 0.0) or 0.0),
+        "failures": int(getattr(trial, "num_failures", 0) or 0),
+        "stopped_by": stop_reason(r, done=True) if status == "TERMINATED" else None,
+    }
+
+
+class ProgressCallback(tune.Callback):
+    """Forwards each trial's changes to the listeners as `trial_event` dicts."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple] = {}
+
+    def __getstate__(self) -> dict:  # tuner.pkl pickles callbacks; listeners are per process
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._last = {}
+
+    def _send(self, trial, result=None, status=None) -> None:
+        event = trial_event(trial, result, status)
+        key = (event["status"], event["epoch"], event["failures"])
+        if self._last.get(trial.trial_id) != key:
+            self._last[trial.trial_id] = key
+            emit(event)
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        for trial in trials:
+            self._send(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self._send(trial, result, "RUNNING")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._send(trial, status="TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._send(trial, status="ERROR")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._send(trial, status="RETRYING")
+
+
+def trial_error(trial) -> object:
+    """The exception a trial ended with (Ray's pickled copy), else its text, else None."""
+    for get in ("get_pickled_error", "get_error"):
+        try:
+            error = getattr(trial, get)()
+        except Exception:
+            continue
+        if error is not None:
+            return error
+    return "error"
+
+
+class WandbCallback(tune.Callback):
+    """One W&B run per trial, driven here on the driver (a trial ASHA stops loses nothing).
+
+    effray.tracking does the W&B part: run id = the trial's stable id, so a retried or
+    restored trial continues its run. Offline runs go to `<experiment dir>/wandb`
+    (with object-store storage: ./runs/<name>/wandb on the driver).
+    """
+
+    def __init__(self, experiment_dir: str) -> None:
+        self.experiment_dir = experiment_dir
+        self._open: dict[str, tuple] = {}  # Ray trial id -> (TrialSpec, Tracker)
+
+    def __getstate__(self) -> dict:  # pickled into tuner.pkl; open runs belong to one driver
+        return {"experiment_dir": self.experiment_dir}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["experiment_dir"])
+
+    def _run(self, trial) -> tuple:
+        from effray.tracking import open_run
+
+        if trial.trial_id not in self._open:
+            local = not is_uri(self.experiment_dir)  # a restore may have moved the directory
+            name = basename(self.experiment_dir)
+            root = Path(trial.path).parent if local else Path(DEFAULT_STORAGE).resolve() / name
+            self._open[trial.trial_id] = open_run(trial.config["trial"], root, trial.path)
+        return self._open[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        metrics = {k: v for k, v in result.items() if "/" in k or k in ("epoch", "lr")}
+        self._run(trial)[1].log(metrics, step=result.get("epoch", 0))  # not Ray's own keys
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial, stop_reason(trial.last_result, done=True))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial, stop_reason(trial.last_result, error=trial_error(trial)))
+
+    def _finish(self, trial, reason: str) -> None:
+        _, tracker = self._run(trial)
+        del self._open[trial.trial_id]
+        tracker.finish(reason)
