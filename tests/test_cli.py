@@ -195,3 +195,25 @@ def test_datasets_under_a_root(tmp_path):
     rows = {r["name"]: r for r in json.loads(out.output)}
     assert rows["image_folder"]["found"] == str(tmp_path)
     assert rows["mnist"]["found"] is None
+
+
+def test_names_are_never_cut_at_80_columns_through_a_pipe(spec_file):
+    """Identifiers a user copies (model names, technique kinds, trial names) stay whole."""
+    from effray.models import MODELS
+    from effray.techniques import TECHNIQUES
+
+    narrow = {"COLUMNS": "80", "NO_COLOR": "1"}
+    models = runner.invoke(app, ["models"], env=narrow).output
+    for name in MODELS:
+        assert f"│ {name} " in models, name
+    kinds = runner.invoke(app, ["techniques"], env=narrow).output
+    for kind in TECHNIQUES:
+        assert f"│ {kind} " in kinds, kind
+    path = spec_file(
+        techniques=[{"kind": "reduce_lr_on_plateau"}, {"kind": "label_smoothing"}],
+        ablation="one_at_a_time",
+    )
+    expanded = runner.invoke(app, ["expand", str(path)], env=narrow).output
+    for trial in ("baseline", "reduce_lr_on_plateau", "label_smoothing"):
+        assert f"│ {trial} " in expanded, trial
+    assert all(len(line) <= 80 for line in models.splitlines() + kinds.splitlines())

@@ -86,7 +86,7 @@ class _Progress:
         for col in ("trial", "status", "epoch", "val/acc", "best", "time"):
             left = col in ("trial", "status")
             table.add_column(
-                col, justify="left" if left else "right", overflow="fold", no_wrap=col != "trial"
+                col, justify="left" if left else "right", overflow="fold", no_wrap=col != "status"
             )
         for e in sorted(self.rows.values(), key=lambda e: e["index"]):
             status = e["status"].lower() + (f" (retry {e['failures']})" if e["failures"] else "")
@@ -105,7 +105,7 @@ def _results_table(result) -> Table:
     table = Table(title=f"{result.name}: {len(result.trials)} trials in {result.wall_s:.0f}s")
     for col in ("trial", "techniques", "best val/acc", "epochs", "stopped by", "params"):
         right = col in ("best val/acc", "epochs", "params")
-        wraps = col in ("trial", "techniques")  # names fold on a narrow terminal; numbers never
+        wraps = col == "techniques"  # a trial name is copied by users: never cut, like numbers
         table.add_column(
             col, justify="right" if right else "left", overflow="fold", no_wrap=not wraps
         )

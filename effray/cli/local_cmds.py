@@ -192,7 +192,11 @@ def report(
         name = records[0].experiment or str(experiment_dir)
         table = Table(title=f"{name}: {len(records)} trials, {len(rows)} technique sets")
         for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i in (0, len(headers) - 1) else "right")
+            table.add_column(
+                h,
+                justify="left" if i in (0, len(headers) - 1) else "right",
+                no_wrap=i == 0,  # the technique set is a name: never cut
+            )
         for row in cells:
             table.add_row(*row)
         console.print(table)

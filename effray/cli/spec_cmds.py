@@ -15,6 +15,8 @@ from rich.table import Table
 
 from effray.cli.common import SetOpt, SpecArg, console, load_trials
 
+WIDE = 110  # columns a terminal needs for the models' description column (--json has it)
+
 
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec completely; print OK or every problem (exit code 2)."""
@@ -38,9 +40,13 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] =
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title="effray models")
-    for col in ("name", "input (C,H,W)", "classes", "params", "published", "description"):
+    wide = console.width >= WIDE  # on a narrow terminal or a pipe: no description column
+    cols = ("name", "input (C,H,W)", "classes", "params", "published", "description")
+    for col in cols if wide else cols[:-1]:
         table.add_column(
-            col, justify="right" if col in ("params", "published", "classes") else "left"
+            col,
+            justify="right" if col in ("params", "published", "classes") else "left",
+            no_wrap=col != "description",  # names and numbers are never cut; prose wraps
         )
     for r in rows:
         ref = r.get("reference_params")
@@ -50,7 +56,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] =
             str(r["num_classes"]),
             f"{r['params']:,}",
             f"{ref:,}" if ref else "-",
-            r.get("description", ""),
+            *([r.get("description", "")] if wide else []),
         )
     console.print(table)
 
@@ -60,9 +66,9 @@ def expand(spec: SpecArg, set_: SetOpt = None) -> None:
     loaded, trials = load_trials(spec, set_)
     table = Table(title=f"{loaded.name}: {len(trials)} trials")
     table.add_column("#", justify="right")
-    table.add_column("trial")
-    table.add_column("techniques")
-    table.add_column("choices")
+    table.add_column("trial", no_wrap=True)
+    table.add_column("techniques", overflow="fold")
+    table.add_column("choices", overflow="fold")
     for t in trials:
         table.add_row(
             str(t.trial.index),
@@ -99,8 +105,9 @@ def techniques(as_json: Annotated[bool, typer.Option("--json", help="JSON list."
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
     table = Table(title="effray techniques (in run order)")
-    for col in ("kind", "fields (defaults)", "hooks", "owns"):
-        table.add_column(col)
+    table.add_column("kind", no_wrap=True)  # the name a spec types: never cut
+    for col in ("fields (defaults)", "hooks", "owns"):
+        table.add_column(col, overflow="fold", min_width=10)
     for r in rows:
         table.add_row(
             r["kind"],
