@@ -203,7 +203,7 @@ class TrialRecord:
 
     def _facts(self, history: list[dict[str, Any]]) -> None:
         for key in ("params", "size_kb", "flops", "latency_s", "latency_images"):
-            self.__dict__[key] = _fact(history, f"model/{key}")
+            setattr(self, key, _fact(history, f"model/{key}"))
 
     def row(self) -> dict[str, Any]:
         """A results.json row: every field but the history, no NaN (JSON null instead)."""

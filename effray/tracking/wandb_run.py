@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from effray.results import STATUS
 from effray.tracking.base import Metrics, Tracker, TrackingWarning
 from effray.tracking.mapping import (
     is_number,
@@ -89,13 +90,12 @@ class WandbTracker(Tracker):
     def finish(self, stop_reason: str, summary: Metrics = ()) -> None:
         if self.run is None:
             return
-        reason = stop_reason
-        self.state["stop_reason"] = reason
+        self.state["stop_reason"] = stop_reason
         _write_json(self.state_path, self.state)
         run, self.run = self.run, None
         with self._guard("finish"):
-            run.summary.update({**self._summary(), "stop_reason": reason, **dict(summary)})
-            run.finish(exit_code=1 if reason in ("diverged", "error") else 0)
+            run.summary.update({**self._summary(), "stop_reason": stop_reason, **dict(summary)})
+            run.finish(exit_code=1 if STATUS.get(stop_reason) == "error" else 0)
 
     # -- helpers --------------------------------------------------------------------------
     def _init(self, config: dict[str, Any]):
