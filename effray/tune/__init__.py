@@ -20,6 +20,12 @@ Names are re-exported here; Ray state pickled by effray 0.1 (`effray.tune.train_
 `effray.tune.trial_name`, the callbacks) still loads through them.
 """
 
+from effray.storage import (
+    DEFAULT_STORAGE,
+    ExperimentError,
+    fresh_experiment_dir,
+    storage_root,
+)
 from effray.tune.callbacks import ProgressCallback, WandbCallback, trial_event
 from effray.tune.experiment import (
     ExperimentResult,
@@ -42,12 +48,6 @@ from effray.tune.jobs import (
     submit_job,
 )
 from effray.tune.session import AUTH_HINT, OBJECT_STORE_BYTES, ray_session, token_available
-from effray.tune.storage import (
-    DEFAULT_STORAGE,
-    ExperimentError,
-    fresh_experiment_dir,
-    storage_root,
-)
 from effray.tune.trial import TrialFailed, TrialFiles, train_trial, trainable, trial_name
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 from ray import tune
 
 from effray.results import stop_reason
-from effray.tune.storage import DEFAULT_STORAGE, basename, is_uri
+from effray.storage import DEFAULT_STORAGE, basename, is_uri
 
 Listener = Callable[[dict[str, Any]], None]
 _listeners: list[Listener] = []  # set for the duration of a fit

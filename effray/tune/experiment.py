@@ -35,9 +35,7 @@ from effray.results import (
     results_csv,
     results_json,
 )
-from effray.tune.callbacks import Listener, ProgressCallback, WandbCallback, emit, listening
-from effray.tune.session import ray_session
-from effray.tune.storage import (
+from effray.storage import (
     ExperimentError,
     basename,
     exists,
@@ -47,6 +45,8 @@ from effray.tune.storage import (
     storage_root,
     write_text,
 )
+from effray.tune.callbacks import Listener, ProgressCallback, WandbCallback, emit, listening
+from effray.tune.session import ray_session
 from effray.tune.trial import trainable, trial_name
 
 

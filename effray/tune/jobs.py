@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import effray
+from effray.storage import ExperimentError
 from effray.tune.session import AUTH_HINT, use_token_auth
-from effray.tune.storage import ExperimentError
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"  # Ray's default jobs API address
 UPLOAD_EXCLUDES = [  # never uploaded with a job: VCS, environments, results

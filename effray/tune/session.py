@@ -27,7 +27,7 @@ from pathlib import Path
 
 import ray
 
-from effray.tune.storage import ExperimentError, is_uri
+from effray.storage import ExperimentError, is_uri
 
 OBJECT_STORE_BYTES = 256 * 2**20  # embedded Ray; trials pass metrics and files, no tensors
 

@@ -1,4 +1,4 @@
-"""Where experiments live: a local directory, or a URI Ray's pyarrow filesystems understand.
+"""Where experiments live (ray-free; pyarrow only): a local directory, or a URI Ray's pyarrow filesystems understand.
 
 root = storage_root("runs")                       # absolute local path, or the URI
 path, name = fresh_experiment_dir(root, "quickstart", explicit=False)
