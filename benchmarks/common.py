@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
-if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from a checkout without install
-    sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from a checkout without install;
+    sys.path.append(str(ROOT))  # last, so PYTHONPATH can point at another tree to compare
 
 
 def machine() -> dict[str, Any]:

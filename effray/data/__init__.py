@@ -26,39 +26,63 @@ datasets`) all read that table; a new dataset is one entry there.
 Modules: registry (DATASETS, image_side), augment (batch ops), pipeline (DataPipeline),
 bundle (DataBundle, device path), loader (loader path), readers (on-disk formats),
 synthetic, locate (finding files, check_data, list_datasets), splits (splits, subsets,
-statistics), build (build_data).
+statistics), build (build_data). The names below are imported on first use, so importing
+the registry alone stays free of torch.
 """
 
-from effray.data.augment import Normalize, hflip_batch, random_crop_batch
-from effray.data.build import build_data
-from effray.data.bundle import DataBundle, TensorBundle
-from effray.data.loader import ImageFiles, ImageReadError, LoaderBundle
-from effray.data.locate import check_data, find, list_datasets
-from effray.data.pipeline import DataPipeline
-from effray.data.readers import (
-    CARS_COLUMNS,
-    CIFAR10_CLASSES,
-    CIFAR_DIR,
-    CIFAR_FILES,
-    FASHION_CLASSES,
-    IDX_FILES,
-    IMAGE_EXTENSIONS,
-    MNIST_CLASSES,
-    read_idx,
-)
-from effray.data.registry import (
-    CAPABILITIES,
-    DATASETS,
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_ROOTS,
-    DEVICE_DATASETS,
-    DOWNLOAD_ROOT,
-    DatasetInfo,
-    capabilities,
-    datasets_with,
-    image_side,
-)
-from effray.data.synthetic import SYNTHETIC_NOISE, SYNTHETIC_SEED
+import importlib
+
+_HOME = {  # public name -> the module that defines it; imported on first use (below)
+    "Normalize": "augment",
+    "hflip_batch": "augment",
+    "random_crop_batch": "augment",
+    "build_data": "build",
+    "DataBundle": "bundle",
+    "TensorBundle": "bundle",
+    "ImageFiles": "loader",
+    "ImageReadError": "loader",
+    "LoaderBundle": "loader",
+    "check_data": "locate",
+    "find": "locate",
+    "list_datasets": "locate",
+    "DataPipeline": "pipeline",
+    "CARS_COLUMNS": "readers",
+    "CIFAR10_CLASSES": "readers",
+    "CIFAR_DIR": "readers",
+    "CIFAR_FILES": "readers",
+    "FASHION_CLASSES": "readers",
+    "IDX_FILES": "readers",
+    "IMAGE_EXTENSIONS": "readers",
+    "MNIST_CLASSES": "readers",
+    "read_idx": "readers",
+    "CAPABILITIES": "registry",
+    "DATASETS": "registry",
+    "DEFAULT_IMAGE_SIZE": "registry",
+    "DEFAULT_ROOTS": "registry",
+    "DEVICE_DATASETS": "registry",
+    "DOWNLOAD_ROOT": "registry",
+    "DatasetInfo": "registry",
+    "capabilities": "registry",
+    "datasets_with": "registry",
+    "image_side": "registry",
+    "SYNTHETIC_NOISE": "synthetic",
+    "SYNTHETIC_SEED": "synthetic",
+}
+
+
+def __getattr__(name: str):
+    # Lazy (PEP 562): `effray validate` reads effray.data.registry, which must not pull
+    # torch, numpy and torchvision in through this package's __init__.
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"effray.data.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'effray.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 __all__ = [
     "CAPABILITIES",

@@ -1,8 +1,17 @@
-"""build_data: the dataset named by a spec, split, preprocessed and bundled for training."""
+"""build_data: the dataset named by a spec, split, preprocessed and bundled for training.
+
+A process keeps the datasets it read (`RAW_CACHE_ENTRIES`, by dataset and files) and
+the normalization statistics it measured: a reused Ray worker running trial after
+trial on the same data reads the files once, and later trials only pick their seeded
+subsets from memory. `clear_cache()` forgets both.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +35,64 @@ from effray.errors import SpecError, problem
 
 if TYPE_CHECKING:
     from effray.spec import DataSpec
+
+RAW_CACHE_ENTRIES = 2  # datasets kept in memory per process (Fashion-MNIST: 55 MB)
+_RAW: OrderedDict[Hashable, tuple] = OrderedDict()  # read key -> what the reader returned
+_STATS: dict[Hashable, tuple] = {}  # (read key, train images, preprocessing) -> (mean, std)
+STATS_CACHE_ENTRIES = 64
+
+
+def clear_cache() -> None:
+    """Forget every dataset and statistic this process kept."""
+    _RAW.clear()
+    _STATS.clear()
+
+
+def _read_key(spec: DataSpec, folder: Path | None) -> Hashable:
+    """What a read depends on: the generating spec, or the folder and its files' sizes
+    and modification times (a file replaced between trials is read again)."""
+    if folder is None:
+        return ("generated", spec.model_dump_json())
+    entries = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            st = entry.stat()
+            entries.append((entry.name, st.st_size, st.st_mtime_ns))
+    return ("files", spec.name, str(Path(folder).resolve()), tuple(sorted(entries)))
+
+
+def _read(spec: DataSpec, folder: Path | None) -> tuple[Hashable, tuple]:
+    """The reader's (train, test, classes), from this process's memory when it has them."""
+    key = _read_key(spec, folder)
+    if key in _RAW:
+        _RAW.move_to_end(key)
+        return key, _RAW[key]
+    out = DATASETS[spec.name].read(spec, folder)
+    for split in out[:2]:  # shared by later trials: nobody may write into them
+        for part in split if isinstance(split, tuple) else ():
+            if isinstance(part, np.ndarray):
+                part.flags.writeable = False
+    _RAW[key] = out
+    while len(_RAW) > RAW_CACHE_ENTRIES:
+        _RAW.popitem(last=False)
+    return key, out
+
+
+def _stats(key: Hashable, measure: Callable[[], tuple]) -> Callable[[], tuple]:
+    """`measure`, remembered under `key` (normalization statistics of the same images)."""
+
+    def cached() -> tuple:
+        if key not in _STATS:
+            if len(_STATS) >= STATS_CACHE_ENTRIES:
+                del _STATS[next(iter(_STATS))]
+            _STATS[key] = measure()
+        return _STATS[key]
+
+    return cached
+
+
+def _digest(idx: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(idx).tobytes()).hexdigest()
 
 
 def _ensure_files(spec: DataSpec) -> Path:
@@ -88,7 +155,7 @@ def build_data(
 
 
 def _build_tensors(spec, pipeline, folder, device, seed) -> TensorBundle:
-    (x_tr, y_tr), (x_te, y_te), classes = DATASETS[spec.name].read(spec, folder)
+    key, ((x_tr, y_tr), (x_te, y_te), classes) = _read(spec, folder)
     train_idx, val_idx, val_from = pick_indices(spec, len(x_tr), len(x_te), seed)
     src_x, src_y = (x_te, y_te) if val_from == "test" else (x_tr, y_tr)
     splits = []
@@ -98,9 +165,9 @@ def _build_tensors(spec, pipeline, folder, device, seed) -> TensorBundle:
         xt = resize_square(xt, spec.image_size) if spec.image_size else xt
         splits.append((xt.to(device), torch.from_numpy(y[idx]).to(device)))
     channels = splits[0][0].shape[1]
-    mean, std = resolve_normalize(
-        pipeline, channels, lambda: channel_stats(splits[0][0].split(4096))
-    )
+    stats_key = (key, _digest(train_idx), pipeline.grayscale, spec.image_size)
+    measure = _stats(stats_key, lambda: channel_stats(splits[0][0].split(4096)))
+    mean, std = resolve_normalize(pipeline, channels, measure)
     norm = Normalize(mean, std, device) if mean is not None else None
     return TensorBundle(
         splits[0],
@@ -114,7 +181,7 @@ def _build_tensors(spec, pipeline, folder, device, seed) -> TensorBundle:
 
 
 def _build_loader(spec, pipeline, folder, device, seed) -> LoaderBundle:
-    train_all, test_all, classes = DATASETS[spec.name].read(spec, folder)
+    key, (train_all, test_all, classes) = _read(spec, folder)
     train_idx, val_idx, val_from = pick_indices(spec, len(train_all), len(test_all), seed)
     val_src = test_all if val_from == "test" else train_all
     train = [train_all[i] for i in train_idx]
@@ -141,7 +208,9 @@ def _build_loader(spec, pipeline, folder, device, seed) -> LoaderBundle:
         order = [(i, i) for i in range(len(plain))]
         return channel_stats(x for x, _ in load_batches(plain, order, 64, spec.workers, device))
 
-    mean, std = resolve_normalize(pipeline, 1 if pipeline.grayscale else 3, measure)
+    stats_key = (key, _digest(train_idx), pipeline.grayscale, side, train_box)
+    channels = 1 if pipeline.grayscale else 3
+    mean, std = resolve_normalize(pipeline, channels, _stats(stats_key, measure))
     norm = Normalize(mean, std) if mean is not None else None
     eval_chain = pipeline.chain("transform", False, norm)
     train_chain = pipeline.chain("transform", True, norm)

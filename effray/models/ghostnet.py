@@ -28,12 +28,11 @@ Because of the head BatchNorm, a training-mode forward needs a batch of >= 2.
 from __future__ import annotations
 
 import math
-from typing import Annotated
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from effray.models.knobs import GhostNetArgs  # noqa: F401  (its home before knobs.py)
 from effray.models.layers import GlobalAvgPool
 
 # fmt: off
@@ -135,16 +134,6 @@ class GhostBottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + self.shortcut(x)
-
-
-class GhostNetArgs(BaseModel):
-    """The thesis's GhostNet knobs (sections 4.2.7 and 4.2.8)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2  # probability before the last Linear
-    out_channels: Annotated[int, Field(ge=1)] = 1280  # features fed to the last Linear
-    width_mult: Annotated[float, Field(gt=0)] = 1.0  # scales every width but out_channels
 
 
 class GhostNet(nn.Module):

@@ -27,11 +27,10 @@ is the one that reproduces all eight totals to the unit (docs/models.md derives 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from effray.models.knobs import PaperNetArgs  # noqa: F401  (its home before knobs.py)
 from effray.models.layers import ConvBNReLU, DepthwiseSeparableConv, GlobalAvgPool
 
 POOL = ("maxpool",)
@@ -88,14 +87,6 @@ CIFAR_143K_DW = [  # 143,396 params
     GAP, ("classifier", 260, 10),
 ]
 # fmt: on
-
-
-class PaperNetArgs(BaseModel):
-    """Knobs of the paper nets; none changes the parameter count."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # before the classifier; 0 = no layer
 
 
 class PaperNet(nn.Sequential):

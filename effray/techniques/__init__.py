@@ -106,7 +106,7 @@ def _load_builtins() -> None:
     import pkgutil
 
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
+        if info.name not in ("base", "layers"):  # layers: nn.Modules, imported when used
             importlib.import_module(f"{__name__}.{info.name}")
 
 

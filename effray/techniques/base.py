@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel, ConfigDict, PrivateAttr
-from torch import nn
+
+if TYPE_CHECKING:  # annotations only: importing the registry loads no torch
+    import torch
+    from torch import nn
 
 HOOKS = (  # every hook, in the order fit calls them
     "on_data",
@@ -85,7 +87,7 @@ class TrainState:
 class Technique(BaseModel):
     """Base class of every technique; subclass, give `kind` a Literal, override hooks."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     kind: str
     ablate: bool = True  # False: always on; an ablation never drops it

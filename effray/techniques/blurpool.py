@@ -35,13 +35,24 @@ from __future__ import annotations
 from math import comb
 from typing import Annotated, ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
+F = lazy("torch.nn.functional")
+LAYERS = ("BlurPool2d", "BlurMaxPool2d", "BlurConv2d")  # in effray.techniques.layers
+
+
+def __getattr__(name: str):
+    if name in LAYERS:  # the layers need torch at import: loaded when first asked for
+        from effray.techniques import layers
+
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def binomial_filter(size: int) -> torch.Tensor:
@@ -65,38 +76,6 @@ def blur_downsample(
     return F.conv2d(x, weight, stride=stride, groups=c)
 
 
-class BlurPool2d(nn.Module):
-    """Depthwise binomial blur with a stride (Zhang's BlurPool); no parameters."""
-
-    def __init__(self, stride: int | tuple[int, int] = 2, filter_size: int = 3, padding="zeros"):
-        super().__init__()
-        self.stride = stride
-        self.padding = padding
-        # a buffer so .to(device) moves it; not persistent: it is a constant, not state
-        self.register_buffer("filt", binomial_filter(filter_size), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return blur_downsample(x, self.filt, self.stride, self.padding)
-
-    def extra_repr(self) -> str:
-        return f"stride={self.stride}, filter_size={self.filt.shape[-1]}, padding={self.padding}"
-
-
-class BlurMaxPool2d(nn.Sequential):
-    """MaxPool2d(k, stride=1) -> BlurPool2d(stride s): same output size as MaxPool2d(k, s)."""
-
-    def __init__(self, pool: nn.MaxPool2d, filter_size: int = 3, padding: str = "zeros"):
-        dense = nn.MaxPool2d(pool.kernel_size, stride=1, padding=pool.padding)
-        super().__init__(dense, BlurPool2d(pool.stride, filter_size, padding))
-
-
-class BlurConv2d(nn.Sequential):
-    """Stride-1 blur -> the original strided conv (weights kept): Composer's blur_first."""
-
-    def __init__(self, conv: nn.Conv2d, filter_size: int = 3, padding: str = "zeros"):
-        super().__init__(BlurPool2d(1, filter_size, padding), conv)
-
-
 def _strided(stride) -> bool:
     return max(stride if isinstance(stride, tuple) else (stride,)) > 1
 
@@ -116,6 +95,8 @@ def apply_blurpool(
     keep their output size); so are layers already wrapped, so applying twice is a no-op,
     and strided convs with fewer than `min_channels` input channels (1: none skipped).
     """
+    from effray.techniques.layers import BlurConv2d, BlurMaxPool2d
+
     counts = {"maxpools": 0, "convs": 0}
 
     def visit(parent: nn.Module) -> None:

@@ -25,18 +25,22 @@ On one-channel images saturation and hue do nothing, as in torchvision and PIL.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch import Tensor
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy("torch")
+
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601 luma)
 SECTOR_OFFSETS = (5.0, 3.0, 1.0)  # n of R, G, B in the closed-form HSV -> RGB
-TINY = torch.finfo(torch.float32).tiny  # divisor that turns 0 / 0 into 0
+TINY = 2.0**-126  # torch.finfo(torch.float32).tiny: divisor that turns 0 / 0 into 0
 
 
 def jitter_factors(

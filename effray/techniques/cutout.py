@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+torch = lazy("torch")
 
 
 def cutout_mask(n: int, height: int, width: int, size: int, gen: torch.Generator) -> torch.Tensor:

@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
-from torch import nn
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+nn = lazy("torch.nn")
 
 
 def _parent_of(model: nn.Module, target: nn.Module) -> tuple[nn.Module, str] | None:

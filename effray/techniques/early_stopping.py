@@ -17,7 +17,6 @@ from __future__ import annotations
 import warnings
 from typing import Annotated, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, PrivateAttr, model_validator
 
 from effray.techniques import register
@@ -48,7 +47,7 @@ class EarlyStopping(Technique):
     _best: float | None = PrivateAttr(None)
     _best_epoch: int = PrivateAttr(0)  # 1-based; 0 = none yet
     _bad_epochs: int = PrivateAttr(0)
-    _best_weights: dict[str, torch.Tensor] | None = PrivateAttr(None)
+    _best_weights: dict[str, Any] | None = PrivateAttr(None)  # name -> tensor
 
     @model_validator(mode="after")
     def _mode_matches_metric(self):

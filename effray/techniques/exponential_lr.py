@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
-from torch.optim.lr_scheduler import ExponentialLR as TorchExponentialLR
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import ScheduledLR, TrainState
+
+lr_scheduler = lazy("torch.optim.lr_scheduler")
 
 
 @register
@@ -27,8 +29,8 @@ class ExponentialLR(ScheduledLR):
 
     paper: ClassVar[str] = "torch ExponentialLR; thesis 004 section 3.3 (torch.optim schedulers)"
 
-    def make_scheduler(self, state: TrainState) -> TorchExponentialLR:
-        return TorchExponentialLR(state.optimizer, self.gamma)
+    def make_scheduler(self, state: TrainState) -> lr_scheduler.ExponentialLR:
+        return lr_scheduler.ExponentialLR(state.optimizer, self.gamma)
 
     def on_epoch_end(self, state: TrainState) -> None:
         self._scheduler.step()

@@ -11,9 +11,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from effray.data import hflip_batch
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique
+
+augment = lazy("effray.data.augment")  # batch ops; they need torch
 
 
 @register
@@ -27,5 +29,5 @@ class HorizontalFlip(Technique):
         from torchvision.transforms import v2
 
         p = self.p
-        pipeline.add_batch_op(lambda x, gen: hflip_batch(x, p, gen))
+        pipeline.add_batch_op(lambda x, gen: augment.hflip_batch(x, p, gen))
         pipeline.add_transform(v2.RandomHorizontalFlip(p))

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+torch = lazy("torch")
 
 
 def smooth_targets(y: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-import numpy as np
-import torch
 from pydantic import Field
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+np = lazy("numpy")
+torch = lazy("torch")
 
 
 def sample_lambda(alpha: float, gen: torch.Generator) -> float:

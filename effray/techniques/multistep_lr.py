@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
-from torch.optim.lr_scheduler import MultiStepLR as TorchMultiStepLR
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import ScheduledLR, TrainState
+
+lr_scheduler = lazy("torch.optim.lr_scheduler")
 
 
 @register
@@ -40,8 +42,8 @@ class MultiStepLR(ScheduledLR):
 
     spec_keys: ClassVar[tuple[str, ...]] = ("milestones",)  # a Counter: not weights_only-safe
 
-    def make_scheduler(self, state: TrainState) -> TorchMultiStepLR:
-        return TorchMultiStepLR(state.optimizer, self.milestones, self.gamma)
+    def make_scheduler(self, state: TrainState) -> lr_scheduler.MultiStepLR:
+        return lr_scheduler.MultiStepLR(state.optimizer, self.milestones, self.gamma)
 
     def on_optimizer(self, state: TrainState) -> None:
         super().on_optimizer(state)

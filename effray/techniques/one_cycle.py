@@ -25,10 +25,12 @@ import warnings
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
-from torch.optim.lr_scheduler import OneCycleLR
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import NoEffectWarning, ScheduledLR, TrainState
+
+lr_scheduler = lazy("torch.optim.lr_scheduler")
 
 Momentum = Annotated[float, Field(ge=0, lt=1)]
 
@@ -49,7 +51,7 @@ class OneCycle(ScheduledLR):
 
     paper: ClassVar[str] = "Smith 2018, arXiv:1803.09820"
 
-    def make_scheduler(self, state: TrainState) -> OneCycleLR:
+    def make_scheduler(self, state: TrainState) -> lr_scheduler.OneCycleLR:
         max_lr = self.max_lr if self.max_lr is not None else state.spec.train.lr
         cycled = (self.base_momentum, self.max_momentum) != (0.0, 0.0)
         if self.cycle_momentum and cycled and state.spec.train.momentum == 0:
@@ -60,7 +62,7 @@ class OneCycle(ScheduledLR):
                 NoEffectWarning,
                 stacklevel=2,
             )
-        return OneCycleLR(
+        return lr_scheduler.OneCycleLR(
             state.optimizer,
             max_lr=max_lr,
             total_steps=max(2, state.epochs * state.steps_per_epoch),

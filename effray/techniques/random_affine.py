@@ -24,15 +24,19 @@ the two fills agree; `interpolation` selects it.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
-from torch import Tensor
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Zoom = Annotated[float, Field(gt=0, le=10)]

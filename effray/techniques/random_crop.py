@@ -11,9 +11,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from effray.data import random_crop_batch
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique
+
+augment = lazy("effray.data.augment")  # batch ops; they need torch
 
 
 class SameSizeRandomCrop:
@@ -37,5 +39,5 @@ class RandomCrop(Technique):
 
     def on_data(self, pipeline) -> None:
         padding = self.padding
-        pipeline.add_batch_op(lambda x, gen: random_crop_batch(x, padding, gen))
+        pipeline.add_batch_op(lambda x, gen: augment.random_crop_batch(x, padding, gen))
         pipeline.add_transform(SameSizeRandomCrop(padding))

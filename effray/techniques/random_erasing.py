@@ -17,14 +17,18 @@ trial's generator and erases by one broadcast mask. It runs after normalization 
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field, field_validator
-from torch import Tensor
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy("torch")
 
 ATTEMPTS = 10  # rectangles tried per image before giving up (torchvision's)
 Fraction = Annotated[float, Field(gt=0, le=1)]

@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
-from torch.optim.lr_scheduler import ReduceLROnPlateau as TorchReduceLROnPlateau
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import ScheduledLR, TrainState
+
+lr_scheduler = lazy("torch.optim.lr_scheduler")
 
 Metric = Literal["val/loss", "val/acc", "train/loss", "train/acc"]
 
@@ -52,8 +54,8 @@ class ReduceLROnPlateau(ScheduledLR):
         check_mode(self.metric, self.mode)
         return self
 
-    def make_scheduler(self, state: TrainState) -> TorchReduceLROnPlateau:
-        return TorchReduceLROnPlateau(
+    def make_scheduler(self, state: TrainState) -> lr_scheduler.ReduceLROnPlateau:
+        return lr_scheduler.ReduceLROnPlateau(
             state.optimizer,
             mode=self.mode,
             factor=self.factor,

@@ -24,42 +24,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
 
 
 def _with_grads(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
 
 
-@torch.no_grad()
 def sam_perturb(
     optimizer: torch.optim.Optimizer, rho: float, adaptive: bool = False
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Move every parameter with a gradient to w + e(w); return [(param, e), ...] to undo it."""
-    params = _with_grads(optimizer)
-    if not params:
-        return []
-    scaled = [(p.abs() * p.grad if adaptive else p.grad) for p in params]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in scaled]))
-    scale = rho / (norm + 1e-12)
-    moves = []
-    for p in params:
-        e = (p * p if adaptive else 1.0) * p.grad * scale
-        p.add_(e)
-        moves.append((p, e))
-    return moves
+    with torch.no_grad():
+        params = _with_grads(optimizer)
+        if not params:
+            return []
+        scaled = [(p.abs() * p.grad if adaptive else p.grad) for p in params]
+        norms = torch.stack([torch.linalg.vector_norm(s) for s in scaled])
+        scale = rho / (torch.linalg.vector_norm(norms) + 1e-12)
+        moves = []
+        for p in params:
+            e = (p * p if adaptive else 1.0) * p.grad * scale
+            p.add_(e)
+            moves.append((p, e))
+        return moves
 
 
-@torch.no_grad()
 def sam_restore(moves: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Undo `sam_perturb`: w + e(w) -> w."""
-    for p, e in moves:
-        p.sub_(e)
+    with torch.no_grad():
+        for p, e in moves:
+            p.sub_(e)
 
 
 def _bn_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -28,42 +28,29 @@ from __future__ import annotations
 import warnings
 from typing import Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import NoEffectWarning, Technique, TrainState
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
+LAYERS = ("SqueezeExcite2d", "SqueezeExciteConv2d")  # in effray.techniques.layers
+
+
+def __getattr__(name: str):
+    if name in LAYERS:  # the layers need torch at import: loaded when first asked for
+        from effray.techniques import layers
+
+        return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def latent_width(channels: int, latent_channels: float) -> int:
     """Hidden width: a fraction of `channels` when < 1, else an absolute count (Composer)."""
     width = latent_channels * channels if latent_channels < 1 else latent_channels
     return max(1, int(width))
-
-
-class SqueezeExcite2d(nn.Module):
-    """Channel attention: x * sigmoid(W2 relu(W1 gap(x)))."""
-
-    def __init__(self, channels: int, latent: int, bias: bool = False):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, latent, 1, bias=bias)
-        self.expand = nn.Conv2d(latent, channels, 1, bias=bias)
-
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, 1, 1) scales in (0, 1)."""
-        return torch.sigmoid(self.expand(torch.relu(self.reduce(self.pool(x)))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-
-class SqueezeExciteConv2d(nn.Sequential):
-    """The original conv (weights kept) followed by its SE block."""
-
-    def __init__(self, conv: nn.Conv2d, latent: int, bias: bool = False):
-        super().__init__(conv, SqueezeExcite2d(conv.out_channels, latent, bias))
 
 
 def find_classifier_conv(model: nn.Module, num_classes: int) -> nn.Conv2d | None:
@@ -85,6 +72,8 @@ def se_candidates(model: nn.Module, num_classes: int | None = None) -> list[tupl
 
     With `num_classes`, the classifier conv (see `find_classifier_conv`) is left out.
     """
+    from effray.techniques.layers import SqueezeExciteConv2d
+
     classifier = None if num_classes is None else find_classifier_conv(model, num_classes)
 
     def visit(parent: nn.Module):
@@ -113,6 +102,8 @@ def apply_squeeze_excite(
     Returns {"blocks": number added, "params": parameters added}. With `num_classes`,
     the classifier conv is skipped (see `find_classifier_conv`).
     """
+    from effray.techniques.layers import SqueezeExciteConv2d
+
     done = {"blocks": 0, "params": 0}
     for parent, name, conv in se_candidates(model, num_classes):
         if conv.out_channels < min_channels:

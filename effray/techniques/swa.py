@@ -24,13 +24,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, PrivateAttr
-from torch import nn
-from torch.optim.swa_utils import AveragedModel, update_bn
 
+from effray.lazy import lazy
 from effray.techniques import register
 from effray.techniques.base import Technique, TrainState
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
+swa_utils = lazy("torch.optim.swa_utils")
 
 
 def first_averaged_epoch(start: float, epochs: int) -> int:
@@ -38,7 +40,7 @@ def first_averaged_epoch(start: float, epochs: int) -> int:
     return max(1, math.ceil(start * epochs - 1e-9))
 
 
-def load_average(model: nn.Module, averaged: AveragedModel) -> None:
+def load_average(model: nn.Module, averaged: swa_utils.AveragedModel) -> None:
     """Copy the averaged parameters into `model` (buffers are left to update_bn)."""
     with torch.no_grad():
         for p, avg in zip(model.parameters(), averaged.module.parameters(), strict=True):
@@ -54,10 +56,12 @@ class SWA(Technique):
 
     paper: ClassVar[str] = "Izmailov et al. 2018, arXiv:1803.05407"
 
-    _avg: AveragedModel | None = PrivateAttr(None)
+    _avg: Any = PrivateAttr(None)  # a torch.optim.swa_utils.AveragedModel
 
     def on_optimizer(self, state: TrainState) -> None:
-        self._avg = AveragedModel(state.model)  # a copy; its weights count once n_averaged > 0
+        self._avg = swa_utils.AveragedModel(
+            state.model
+        )  # a copy; its weights count once n_averaged > 0
 
     @property
     def n_averaged(self) -> int:
@@ -78,7 +82,7 @@ class SWA(Technique):
             )
             return False
         load_average(state.model, self._avg)
-        update_bn(state.train_batches(), state.model)
+        swa_utils.update_bn(state.train_batches(), state.model)
         return True
 
     def state_dict(self) -> dict[str, Any]:

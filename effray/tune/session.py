@@ -30,6 +30,13 @@ import ray
 from effray.storage import ExperimentError, is_uri
 
 OBJECT_STORE_BYTES = 256 * 2**20  # embedded Ray; trials pass metrics and files, no tensors
+EMBEDDED_SYSTEM_CONFIG = {
+    # Ray starts one idle worker per CPU when a driver connects, for tasks in the job's
+    # default environment. Tune's trial actors carry their own runtime_env (env_vars),
+    # so Ray never hands them those workers: it starts new ones and kills the idle ones
+    # a few seconds later. An embedded run skips starting them.
+    "prestart_worker_first_driver": False,
+}
 
 
 def _is_loopback(address: str) -> bool:
@@ -149,6 +156,7 @@ def ray_session(
 
     The embedded Ray is quiet: no dashboard, 127.0.0.1 only, usage stats off, a small
     object store; it is shut down on exit. A joined cluster is only disconnected.
+    It starts no idle workers the trials cannot use (EMBEDDED_SYSTEM_CONFIG).
     """
     quiet = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AIR_NEW_OUTPUT": "0"}
     if ray.is_initialized():
@@ -179,6 +187,7 @@ def ray_session(
                 address="local",  # a new Ray even when `ray start` left one running here
                 num_cpus=num_cpus or os.cpu_count(),
                 include_dashboard=False,
+                _system_config=EMBEDDED_SYSTEM_CONFIG,
                 _node_ip_address="127.0.0.1",
                 object_store_memory=OBJECT_STORE_BYTES,
                 **common,
