@@ -1,11 +1,11 @@
-"""Reading trials from an experiment directory: trial specs, metrics, stop reasons."""
+"""Reading trials from an experiment directory (a local path or a URI, read in place):
+trial specs, metrics, stop reasons."""
 
 from __future__ import annotations
 
 import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,6 +20,7 @@ from effray.results import (
     TrialRecord,
     settled_stop_reasons,
 )
+from effray.storage import find_dirs_with, is_dir, is_file, join, location, read_text, redact
 
 MAX_DEPTH = 3  # directory levels searched below the experiment dir for trial dirs
 
@@ -33,22 +34,16 @@ class ReportError(Exception):
 # ---------------------------------------------------------------------------------
 
 
-def find_trial_dirs(directory: Path) -> list[Path]:
-    """`directory` itself when it is a trial, else every trial dir up to MAX_DEPTH below it."""
-    if (directory / TRIAL_SPEC).is_file():
+def find_trial_dirs(directory: str | os.PathLike) -> list[str]:
+    """`directory` itself when it is a trial, else every trial dir up to MAX_DEPTH below it
+    (checkpoints below a trial, which hold a copy of its files, are not trials)."""
+    directory = location(directory)
+    if is_file(join(directory, TRIAL_SPEC)):
         return [directory]
-    found = []
-    for root, dirs, files in os.walk(directory):
-        depth = len(Path(root).relative_to(directory).parts)
-        if TRIAL_SPEC in files and depth > 0:
-            found.append(Path(root))
-            dirs[:] = []  # checkpoints below a trial are not trials
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < MAX_DEPTH else []
-    return found
+    return find_dirs_with(directory, TRIAL_SPEC, MAX_DEPTH)
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
+def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Per-epoch metrics of a trial, the current run's lineage only.
 
     A line that is not JSON (the last one, while it is written) is skipped. When an epoch
@@ -56,42 +51,47 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     lines after that checkpoint belong to a lost run and are replaced by the new ones.
     """
     history: list[dict[str, Any]] = []
-    if not path.is_file():
+    try:
+        text = read_text(location(path))
+    except OSError:  # no metrics yet (FileNotFoundError is one)
         return history
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                metrics = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(metrics, dict) or "epoch" not in metrics:
-                continue
-            epoch = int(metrics["epoch"])
-            while history and int(history[-1]["epoch"]) >= epoch:
-                history.pop()
-            history.append(metrics)
+    for line in text.splitlines():
+        try:
+            metrics = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(metrics, dict) or "epoch" not in metrics:
+            continue
+        epoch = int(metrics["epoch"])
+        while history and int(history[-1]["epoch"]) >= epoch:
+            history.pop()
+        history.append(metrics)
     return history
 
 
-def read_stop_reasons(directory: Path) -> dict[str, str]:
+def read_stop_reasons(directory: str | os.PathLike) -> dict[str, str]:
     """Trial name -> why it stopped, from results.json when `effray run` wrote one."""
     try:
-        return settled_stop_reasons((directory / RESULTS_JSON).read_text(encoding="utf-8"))
+        return settled_stop_reasons(read_text(join(location(directory), RESULTS_JSON)))
     except OSError:
         return {}
 
 
-def load_trial(directory: Path, stop_reasons: dict[str, str] | None = None) -> TrialRecord:
+def load_trial(
+    directory: str | os.PathLike, stop_reasons: dict[str, str] | None = None
+) -> TrialRecord:
     """Read one trial directory (trial_spec.yaml, metrics.jsonl).
 
     Why it stopped: results.json's settled verdict, else what fit's last report says
     (`stop_reason`), else RUNNING (epochs reported, none said it was the last).
     """
-    raw = yaml.safe_load((directory / TRIAL_SPEC).read_text(encoding="utf-8"))
+    directory = location(directory)
+    raw = yaml.safe_load(read_text(join(directory, TRIAL_SPEC)))
     if not isinstance(raw, dict):
-        raise ReportError(f"{directory / TRIAL_SPEC}: not a trial spec (expected a mapping)")
-    record = TrialRecord.from_spec(raw, str(directory))
-    record.add_history(read_history(directory / METRICS))
+        where = redact(join(directory, TRIAL_SPEC))
+        raise ReportError(f"{where}: not a trial spec (expected a mapping)")
+    record = TrialRecord.from_spec(raw, directory)
+    record.add_history(read_history(join(directory, METRICS)))
     reason = (stop_reasons or {}).get(record.name)
     if reason:
         record.stopped_by = reason
@@ -106,18 +106,19 @@ def load_trial(directory: Path, stop_reasons: dict[str, str] | None = None) -> T
 def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
     """Every trial under an experiment directory (or the one trial it is), in table order.
 
-    A trial directory whose spec cannot be read is skipped with a warning.
+    A trial directory whose spec cannot be read is skipped with a warning. A URI is read
+    in place (effray.storage: a bad bucket or endpoint raises its StorageError).
     """
-    directory = Path(directory).expanduser()
-    if not directory.is_dir():
-        raise ReportError(f"experiment directory not found: {directory}")
+    directory = location(directory)
+    if not is_dir(directory):
+        raise ReportError(f"experiment directory not found: {redact(directory)}")
     reasons = read_stop_reasons(directory)
     records = []
     for d in find_trial_dirs(directory):
         try:
             records.append(load_trial(d, reasons))
         except (OSError, yaml.YAMLError, ReportError, ValueError, TypeError) as exc:
-            warnings.warn(f"{d}: skipped ({exc})", stacklevel=2)
+            warnings.warn(f"{redact(d)}: skipped ({exc})", stacklevel=2)
     manifest = _manifest(directory)
     records += _not_started(directory, manifest, {r.name for r in records})
     name = str(manifest.get("name") or "")
@@ -125,22 +126,22 @@ def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
         r.experiment = name or r.experiment
     if not records:
         raise ReportError(
-            f"no trials in {directory}: expected {TRIAL_SPEC} in it or in its trial "
+            f"no trials in {redact(directory)}: expected {TRIAL_SPEC} in it or in its trial "
             "directories (written by `effray run` or `effray train`)"
         )
     return sorted(records, key=lambda r: (r.index, r.name))
 
 
-def _manifest(directory: Path) -> dict[str, Any]:
+def _manifest(directory: str) -> dict[str, Any]:
     """`effray run`'s effray_experiment.json (name, spec, trial names); {} when unreadable."""
     try:
-        manifest = json.loads((directory / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+        manifest = json.loads(read_text(join(directory, EXPERIMENT_FILE)))
     except (OSError, ValueError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _not_started(directory: Path, manifest: dict[str, Any], seen: set[str]) -> list[TrialRecord]:
+def _not_started(directory: str, manifest: dict[str, Any], seen: set[str]) -> list[TrialRecord]:
     """Trials `effray run` planned (its manifest) that have no directory yet."""
     try:
         missing = set(manifest.get("trials", [])) - seen
@@ -152,7 +153,7 @@ def _not_started(directory: Path, manifest: dict[str, Any], seen: set[str]) -> l
     except Exception:  # an unreadable manifest only costs the pending rows
         return []
     return [
-        TrialRecord.from_spec(t.model_dump(mode="json"), str(directory / t.trial.name))
+        TrialRecord.from_spec(t.model_dump(mode="json"), join(directory, t.trial.name))
         for t in trials
         if t.trial.name in missing
     ]

@@ -68,14 +68,25 @@ def run_root(experiment_dir: str | Path, spec: Any) -> Path:
     return experiment_dir
 
 
-def open_run(trial: Mapping[str, Any], experiment_dir: str | Path, trial_dir: Any = None):
+def open_run(
+    trial: Mapping[str, Any],
+    experiment_dir: str | Path,
+    trial_dir: Any = None,
+    store: str | None = None,
+):
     """(TrialSpec, started Tracker) for a trial given as its spec dict (a Ray trial's
-    config); never raises: on any failure a warning and a NullTracker."""
+    config); never raises: on any failure a warning and a NullTracker. `store`: the
+    experiment's URI when its results live in an object store; the run's effray state
+    (its last step) comes from there when this machine has none."""
     try:
         from effray.spec import ExperimentSpec
 
         spec = ExperimentSpec.model_validate(trial)
         tracker = make_tracker(spec, experiment_dir)
+        if store is not None and isinstance(tracker, WandbTracker):
+            from effray.tracking.remote import fetch_state
+
+            fetch_state(store, tracker.root, spec.trial.id)
     except Exception as exc:
         warnings.warn(f"W&B tracking off for a trial ({short_error(exc)})", TrackingWarning, 2)
         return None, NullTracker()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from effray.results import STATUS
+from effray.storage import is_uri, redact
 from effray.tracking.base import Metrics, Tracker, TrackingWarning
 from effray.tracking.mapping import (
     is_number,
@@ -46,7 +47,13 @@ class WandbTracker(Tracker):
     """One W&B run for one trial; every wandb call is guarded and never raises."""
 
     def __init__(self, mode: str, root: Path, project: str, entity: str | None = None):
-        self.mode, self.root, self.project, self.entity = mode, Path(root), project, entity
+        # absolute: wandb-core, a separate process, resolves a relative dir against its own cwd
+        self.mode, self.root, self.project, self.entity = (
+            mode,
+            Path(root).absolute(),
+            project,
+            entity,
+        )
         self.spec: Any = None
         self.run: Any = None  # the wandb Run while it is open
         self.state: dict[str, Any] = {}  # persisted: last_step, best values, last metrics
@@ -63,8 +70,9 @@ class WandbTracker(Tracker):
         self.state.pop("stop_reason", None)
         with self._guard("start"):
             config = run_config(spec, facts)
-            if trial_dir is not None:
-                config["trial_dir"] = str(Path(trial_dir).resolve())
+            if trial_dir is not None:  # a URI stays one (credentials hidden)
+                where = str(trial_dir)
+                config["trial_dir"] = redact(where) if is_uri(where) else str(Path(where).resolve())
             self.run = self._init(config)
             for metric in ("val/acc", "train/acc"):
                 self.run.define_metric(metric, summary="max,last")
@@ -115,6 +123,7 @@ class WandbTracker(Tracker):
         if mode == "offline":
             # offline means nothing leaves the machine: no W&B error telemetry either
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+        stage = {f"stage:{spec.trial.stage}"} if spec.trial.stage else set()  # greedy search
         kwargs = dict(
             id=spec.trial.id,
             resume="allow",
@@ -123,7 +132,9 @@ class WandbTracker(Tracker):
             group=spec.name,
             name=scrub_value(spec.trial.name),
             job_type="trial",
-            tags=scrub_value(sorted({t.name for t in spec.techniques} | set(spec.wandb.tags))),
+            tags=scrub_value(
+                sorted({t.name for t in spec.techniques} | set(spec.wandb.tags) | stage)
+            ),
             notes=scrub_value(spec.description) or None,
             config=config,
             dir=str(self.root),
@@ -170,6 +181,16 @@ class WandbTracker(Tracker):
             self.warned = True
             trial = self.spec.trial.name if self.spec and self.spec.trial else "trial"
             warnings.warn(f"{trial}: {message}", TrackingWarning, stacklevel=4)
+
+
+def flush_runs() -> None:
+    """Wait until W&B has written every record of this process's runs to disk (they
+    follow `finish()` by a few milliseconds), e.g. before copying offline runs away.
+    Stops this process's wandb-core; the next run starts a new one."""
+    import wandb
+
+    with contextlib.suppress(Exception):
+        wandb.teardown()
 
 
 def _own_wandb_service() -> None:

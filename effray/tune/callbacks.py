@@ -7,6 +7,7 @@ draws; W&B goes through effray.tracking.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import Any
 from ray import tune
 
 from effray.results import stop_reason
-from effray.storage import DEFAULT_STORAGE, basename, is_uri
+from effray.storage import basename, is_uri, join, redact
+from effray.tracking.remote import RUNS_DIR
 
 Listener = Callable[[dict[str, Any]], None]
 _listeners: list[Listener] = []  # set for the duration of a fit
+_experiment_path: list[str | None] = [None]  # the last "experiment" event's location
 
 
 @contextmanager
@@ -35,6 +38,8 @@ def listening(on_event: Listener | None) -> Iterator[None]:
 
 
 def emit(event: dict[str, Any]) -> None:
+    if event.get("event") == "experiment":
+        _experiment_path[0] = event.get("path")
     for listener in list(_listeners):
         listener(event)
 
@@ -114,13 +119,18 @@ class WandbCallback(tune.Callback):
     """One W&B run per trial, driven here on the driver (a trial ASHA stops loses nothing).
 
     effray.tracking does the W&B part: run id = the trial's stable id, so a retried or
-    restored trial continues its run. Offline runs go to `<experiment dir>/wandb`
-    (with object-store storage: ./runs/<name>/wandb on the driver).
+    restored trial continues its run. Offline runs go to `<experiment dir>/wandb`. With
+    object-store storage they go to `wandb.dir`, else ./wandb-offline/<experiment>, on
+    the driver (said once, as a "wandb" event), and each run is copied beside the results
+    (<experiment>/wandb) when its trial ends and again when the experiment ends, so
+    `effray sync URI` pushes them from any machine.
     """
 
     def __init__(self, experiment_dir: str) -> None:
         self.experiment_dir = experiment_dir
         self._open: dict[str, tuple] = {}  # Ray trial id -> (TrialSpec, Tracker)
+        self._offline: dict[str, Path] = {}  # run id -> local root of its offline files
+        self._announced = False
 
     def __getstate__(self) -> dict:  # pickled into tuner.pkl; open runs belong to one driver
         return {"experiment_dir": self.experiment_dir}
@@ -128,15 +138,43 @@ class WandbCallback(tune.Callback):
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["experiment_dir"])
 
+    @property
+    def stored(self) -> bool:
+        """Results in an object store: offline runs live on the driver, copied there."""
+        return is_uri(self.experiment_dir)
+
     def _run(self, trial) -> tuple:
-        from effray.tracking import open_run
+        from effray.tracking import offline_root, open_run
 
         if trial.trial_id not in self._open:
-            local = not is_uri(self.experiment_dir)  # a restore may have moved the directory
-            name = basename(self.experiment_dir)
-            root = Path(trial.path).parent if local else Path(DEFAULT_STORAGE).resolve() / name
-            self._open[trial.trial_id] = open_run(trial.config["trial"], root, trial.path)
+            if self.stored:  # the URI this run or restore was given (a restore elsewhere
+                # may reach the same bucket another way: another endpoint option)
+                given = _experiment_path[0]
+                if given and is_uri(given) and basename(given) == basename(self.experiment_dir):
+                    self.experiment_dir = given
+                trial_dir = join(self.experiment_dir, basename(str(trial.path)))
+                root = offline_root(self.experiment_dir)
+                store = self.experiment_dir
+            else:  # a restore may have moved the directory
+                trial_dir, root, store = trial.path, Path(trial.path).parent, None
+            spec, tracker = open_run(trial.config["trial"], root, trial_dir, store=store)
+            self._open[trial.trial_id] = (spec, tracker)
+            if self.stored and getattr(tracker, "mode", None) == "offline":
+                self._offline[spec.trial.id] = tracker.root
+                self._announce(tracker.root)
         return self._open[trial.trial_id]
+
+    def _announce(self, root: Path) -> None:
+        if not self._announced:
+            self._announced = True
+            emit(
+                {
+                    "event": "wandb",
+                    "dir": str(root / RUNS_DIR),
+                    "copied_to": join(self.experiment_dir, RUNS_DIR),
+                    "sync": self.experiment_dir,
+                }
+            )
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self._run(trial)
@@ -151,7 +189,35 @@ class WandbCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._finish(trial, stop_reason(trial.last_result, error=trial_error(trial)))
 
+    def on_experiment_end(self, trials: list, **info) -> None:
+        if self._offline:  # every record written (finish() returns before the last ones)
+            from effray.tracking import flush_runs
+
+            flush_runs()
+            self._share(list(self._offline))
+
     def _finish(self, trial, reason: str) -> None:
-        _, tracker = self._run(trial)
+        spec, tracker = self._run(trial)
         del self._open[trial.trial_id]
         tracker.finish(reason)
+        if spec is not None and spec.trial.id in self._offline:
+            self._share([spec.trial.id])
+
+    def _share(self, run_ids: list[str]) -> None:
+        """Copy offline runs beside the results; a failure warns, training goes on."""
+        from effray.tracking import TrackingWarning, upload_runs
+
+        by_root: dict[Path, list[str]] = {}
+        for run_id in run_ids:
+            by_root.setdefault(self._offline[run_id], []).append(run_id)
+        for root, ids in by_root.items():
+            try:
+                upload_runs(root, ids, self.experiment_dir)
+            except Exception as exc:
+                where = redact(join(self.experiment_dir, RUNS_DIR))
+                warnings.warn(
+                    f"W&B offline runs not copied to {where} ({exc}); they stay in "
+                    f"{root / RUNS_DIR}: push them with `effray sync {root}`",
+                    TrackingWarning,
+                    stacklevel=2,
+                )
