@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from effray.cli import cluster_cmds, local_cmds, spec_cmds
+from effray.cli import cluster_cmds, data_cmds, local_cmds, spec_cmds
 
 app = typer.Typer(
     add_completion=False,
@@ -31,6 +31,7 @@ COMMANDS = [  # help order: specs, one trial here, many trials on Ray, W&B
     spec_cmds.models,
     spec_cmds.techniques,
     spec_cmds.datasets,
+    data_cmds.make_sample_cars,
     local_cmds.train,
     local_cmds.resume,
     local_cmds.report,

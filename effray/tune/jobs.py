@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import effray
+from effray.preflight import JOB_ENV, job_requirements
 from effray.storage import ExperimentError
 from effray.tune.session import AUTH_HINT, use_token_auth
 
@@ -76,6 +77,28 @@ def project_root(start: Path | None = None) -> Path:
     return start
 
 
+def job_runtime_env(root: Path, *, pip: bool = False) -> dict[str, Any]:
+    """The runtime env of a job: `root` uploaded as its working directory, effray's code
+    (when it lives outside `root`), EFFRAY_JOB=1 so `python -m effray` words a missing
+    dependency for a cluster, and with `pip` effray's dependencies but Ray, which Ray
+    installs into a virtualenv on top of the cluster's Python before the job starts."""
+    runtime_env: dict[str, Any] = {
+        "working_dir": str(root),
+        "excludes": list(UPLOAD_EXCLUDES),
+        "env_vars": {
+            "RAY_CHDIR_TO_TRIAL_DIR": "0",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            JOB_ENV: "1",
+        },
+    }
+    package = Path(effray.__file__).resolve().parent
+    if root not in package.parents:
+        runtime_env["py_modules"] = [str(package)]
+    if pip:
+        runtime_env["pip"] = {"packages": job_requirements(), "pip_check": False}
+    return runtime_env
+
+
 def submit_job(
     spec_path: str | os.PathLike,
     *,
@@ -84,11 +107,13 @@ def submit_job(
     storage: str | None = None,
     name: str | None = None,
     working_dir: str | os.PathLike | None = None,
+    pip: bool = False,
 ) -> str:
     """Send `effray run SPEC` to a cluster as a Ray Job; returns the job id.
 
     The project directory (and effray's code when it lives elsewhere) travels in the
-    job's runtime env, minus .git, virtualenvs and results. Validate the spec first:
+    job's runtime env, minus .git, virtualenvs and results; with `pip`, effray's
+    dependencies are installed there too (see job_runtime_env). Validate the spec first:
     a bad spec never reaches the cluster.
     """
     spec_file = Path(spec_path).resolve()
@@ -107,14 +132,7 @@ def submit_job(
         args += ["--storage", storage]
     if name:
         args += ["--name", name]
-    runtime_env: dict[str, Any] = {
-        "working_dir": str(root),
-        "excludes": list(UPLOAD_EXCLUDES),
-        "env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_USAGE_STATS_ENABLED": "0"},
-    }
-    package = Path(effray.__file__).resolve().parent
-    if root not in package.parents:
-        runtime_env["py_modules"] = [str(package)]
+    runtime_env = job_runtime_env(root, pip=pip)
     label = name or spec_file.stem
     job_id = f"effray-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
     client = _job_client(address)
