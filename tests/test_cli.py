@@ -217,3 +217,58 @@ def test_names_are_never_cut_at_80_columns_through_a_pipe(spec_file):
     for trial in ("baseline", "reduce_lr_on_plateau", "label_smoothing"):
         assert f"│ {trial} " in expanded, trial
     assert all(len(line) <= 80 for line in models.splitlines() + kinds.splitlines())
+
+
+def test_run_report_and_datasets_tables_keep_names_whole_at_80_columns(
+    spec_file, tmp_path, monkeypatch
+):
+    """The rest of the tables: `datasets`, `run`'s results (its experiment replaced by a
+    finished result, so no Ray) and `report` on trials trained here."""
+    import effray.tune
+    from effray.data import DATASETS
+    from effray.local import train_dir
+    from effray.results import TrialRecord
+    from effray.spec import expand, load_spec
+    from effray.tune.experiment import ExperimentResult
+
+    narrow = {"COLUMNS": "80", "NO_COLOR": "1"}
+    listed = runner.invoke(app, ["datasets"], env=narrow).output
+    for name in DATASETS:
+        assert f"│ {name} " in listed, name
+    path = spec_file(
+        techniques=[{"kind": "reduce_lr_on_plateau"}, {"kind": "label_smoothing"}],
+        ablation="one_at_a_time",
+        search={"space": {"train.seed": {"grid": [11, 12]}}, "asha": None},
+        train={"epochs": 1, "batch_size": 64, "latency_repeats": 0, "threads": 1},
+        wandb={"mode": "disabled"},
+    )
+    trials = expand(load_spec(path))
+    names = [t.trial.name for t in trials]  # e.g. reduce_lr_on_plateau-seed11
+
+    def finished(spec, trials, **_):
+        records = [
+            TrialRecord(
+                name=t.trial.name,
+                techniques=[x.name for x in t.techniques],
+                epochs_planned=1,
+                epochs_run=1,
+                stopped_by="finished",
+                best_val_acc=50.0,
+                params=1560.0,
+            )
+            for t in trials
+        ]
+        return ExperimentResult(spec.name, str(tmp_path), records, wall_s=1.0)
+
+    monkeypatch.setattr(effray.tune, "run_experiment", finished)
+    ran = runner.invoke(app, ["run", str(path)], env=narrow)
+    assert ran.exit_code == 0, ran.output
+    for name in names:
+        assert f"│ {name} " in ran.output, name
+    for t in [t for t in trials if t.train.seed == 11]:  # one trial of each technique set
+        train_dir(t, tmp_path / "exp" / t.trial.name)
+    reported = runner.invoke(app, ["report", str(tmp_path / "exp")], env=narrow).output
+    for group in ("baseline", "reduce_lr_on_plateau", "label_smoothing"):
+        assert f"│ {group} " in reported, group
+    rows = [line for line in (listed + ran.output + reported).splitlines() if line[:1] in "┏┃┡│└"]
+    assert rows and all(len(line) <= 80 for line in rows)  # prose below a table may wrap

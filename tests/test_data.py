@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import gzip
 import pickle
 import time
@@ -20,6 +19,7 @@ from effray.data import (
     hflip_batch,
     random_crop_batch,
 )
+from effray.data.cars_sample import CarRow, write_car_image, write_labels
 from effray.errors import SpecError
 from effray.spec import DataSpec
 from effray.techniques import TECHNIQUES
@@ -136,13 +136,7 @@ def test_grayscale_and_image_size_on_the_device_path(tmp_path):
 
 def write_jpeg(path: Path, size=(40, 30), box=(11, 6, 30, 25)):
     """Blue background with a red box (1-based inclusive x1, y1, x2, y2)."""
-    from PIL import Image
-
-    image = Image.new("RGB", size, (0, 0, 255))
-    x1, y1, x2, y2 = box
-    image.paste((255, 0, 0), (x1 - 1, y1 - 1, x2, y2))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, quality=95)
+    write_car_image(path, size, box, (255, 0, 0), background=(0, 0, 255))
 
 
 BOX = (11, 6, 30, 25)
@@ -151,17 +145,16 @@ BOX = (11, 6, 30, 25)
 def write_cars_prepared(root: Path, n_train=6, n_test=3, classes=(1, 2, 3)) -> Path:
     """The thesis's layout (prepare_stanford_dataset.py): train/, test/ and two CSVs.
 
-    Row i has the 1-based class id classes[i % len(classes)]."""
+    Row i has the 1-based class id classes[i % len(classes)]. (`effray make-sample-cars`
+    writes the same layout with varied sizes and boxes: effray.data.cars_sample.)"""
     for split, n in (("train", n_train), ("test", n_test)):
-        with open(root / f"{split}_labels.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["image_fname", "class", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2",
-                        "class_name"])  # fmt: skip
-            for i in range(n):
-                name = f"{split}{i:05d}.jpg"
-                write_jpeg(root / split / name, box=BOX)
-                cls = classes[i % len(classes)]  # 1-based in the raw data
-                w.writerow([name, cls, *BOX, f"Car model {cls}"])
+        rows = []
+        for i in range(n):
+            name = f"{split}{i:05d}.jpg"
+            write_jpeg(root / split / name, box=BOX)
+            cls = classes[i % len(classes)]  # 1-based in the raw data
+            rows.append(CarRow(name, cls, BOX, f"Car model {cls}"))
+        write_labels(root / f"{split}_labels.csv", rows)
     return root
 
 

@@ -58,6 +58,7 @@ class DatasetInfo:
     torchvision: str | None = None  # torchvision.datasets class that downloads it
     image_size: int | None = None  # pixels per side the loader resizes to by default
     check: str | None = None  # "module:function(spec, folder) -> [Problem]": more checks
+    sizes: tuple[int, int] | None = None  # (train, test) images; None: set by the files or spec
 
     def __post_init__(self) -> None:
         unknown = self.capabilities - set(CAPABILITIES)
@@ -102,6 +103,7 @@ DATASETS: dict[str, DatasetInfo] = {
             reader=f"{_READERS}:read_fashion_mnist",
             capabilities=frozenset({"download"}),
             torchvision="FashionMNIST",
+            sizes=(60_000, 10_000),
         ),
         DatasetInfo(
             name="mnist",
@@ -116,6 +118,7 @@ DATASETS: dict[str, DatasetInfo] = {
             reader=f"{_READERS}:read_mnist",
             capabilities=frozenset({"download"}),
             torchvision="MNIST",
+            sizes=(60_000, 10_000),
         ),
         DatasetInfo(
             name="cifar10",
@@ -130,6 +133,7 @@ DATASETS: dict[str, DatasetInfo] = {
             reader=f"{_READERS}:read_cifar10",
             capabilities=frozenset({"download"}),
             torchvision="CIFAR10",
+            sizes=(50_000, 10_000),
         ),
         DatasetInfo(
             name="stanford_cars",

@@ -6,6 +6,8 @@ from pydantic import BaseModel, ValidationError
 
 from effray.errors import Problem, did_you_mean, one_of, problem
 
+NOT_FINITE = "must be a finite number (not inf or nan; a literal such as 1e999 overflows to inf)"
+
 
 def hint_text(s: str | None) -> str:
     return f"; did you mean {s!r}?" if s else ""
@@ -44,6 +46,8 @@ def error_message(err: dict, model_cls: type[BaseModel] | None = None) -> str:
             parts.append(f"did you mean {hint!r}?")
         return f"{parts[0]} {field!r} ({'; '.join(p for p in parts[1:] if p)})"
     msg = err["msg"]
+    if kind == "finite_number":
+        msg = NOT_FINITE
     if kind.startswith(("value_error", "assertion_error")):
         msg = msg.split(", ", 1)[-1] if msg.startswith(("Value error", "Assertion")) else msg
     extras = []
