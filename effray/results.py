@@ -22,7 +22,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # Files of an experiment directory (`effray run`) and of a trial directory.
@@ -171,6 +171,13 @@ class TrialRecord:
             choices=dict(meta.get("params") or {}),
         )
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> TrialRecord:
+        """A record back from its results.json row (the history is not in it)."""
+        names = {f.name for f in fields(cls)} - {"history"}
+        values = {k: (math.nan if v is None and k in _FLOATS else v) for k, v in row.items()}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
     def add_history(self, history: list[dict[str, Any]]) -> TrialRecord:
         """Fill the statistics from every epoch's metrics (metrics.jsonl)."""
         self.history = history
@@ -210,6 +217,18 @@ class TrialRecord:
         row = {k: v for k, v in asdict(self).items() if k != "history"}
         row["status"], row["directory"] = self.status, self.directory
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+
+
+_FLOATS = {
+    "best_val_acc",
+    "final_val_acc",
+    "params",
+    "size_kb",
+    "flops",
+    "latency_s",
+    "latency_images",
+    "late_gain",
+}
 
 
 def late_gain(accs: list[float]) -> float:

@@ -14,6 +14,7 @@ once per epoch: `report(metrics, checkpoint_path)`.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from effray.checkpoint import Loaded, git_commit, load_latest, save_checkpoint
+from effray.cpu_memory import keep_freed_memory
 from effray.data import DataPipeline, build_data
-from effray.metrics import count_params, cpu_latency, flops_per_image, size_kb
+from effray.hyper import retarget
+from effray.metrics import cached_latency, count_params, flops_per_image, size_kb
 from effray.models import build_model
 from effray.spec import ExperimentSpec
 from effray.techniques import TrainState, ordered
@@ -66,6 +69,23 @@ def pick_device(choice: str) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def default_threads() -> int:
+    """Torch threads when train.threads is unset: the cores this trial may use alone.
+
+    Under Ray that is the trial's reserved CPUs (Ray sets OMP_NUM_THREADS to them, at
+    least 1), so concurrent trials never share a core; alone (`effray train`) it is every
+    core this process may run on. Set explicitly each fit: a reused worker keeps no
+    earlier trial's setting, and a worker that imported torch before Ray set
+    OMP_NUM_THREADS does not oversubscribe with torch's default (all cores per trial).
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -112,22 +132,26 @@ def model_facts(model: nn.Module, data, spec: ExperimentSpec) -> dict[str, float
     }
     if spec.train.latency_repeats:
         per_image = 4 * shape[0] * shape[1] * shape[2]
-        limit = max(1, LATENCY_MAX_BYTES // per_image)
-        chunks, n = [], 0
-        for x, _ in data.val_batches(spec.train.eval_batch_size):
-            chunks.append(x.cpu())
-            n += len(x)
-            if n >= limit:
-                break
-        images = torch.cat(chunks)[:limit]
-        seconds = cpu_latency(
+        limit = min(data.num_val, max(1, LATENCY_MAX_BYTES // per_image))
+
+        def images() -> torch.Tensor:  # read only when this net was not timed yet
+            chunks, n = [], 0
+            for x, _ in data.val_batches(spec.train.eval_batch_size):
+                chunks.append(x.cpu())
+                n += len(x)
+                if n >= limit:
+                    break
+            return torch.cat(chunks)[:limit]
+
+        seconds = cached_latency(  # once per architecture and input in this process
             model,
             images,
+            (limit, *shape),
             batch_size=spec.train.latency_batch_size,
             threads=spec.train.latency_threads,
             repeats=spec.train.latency_repeats,
         )
-        facts["model/latency_s"] = seconds * data.num_val / len(images)
+        facts["model/latency_s"] = seconds * data.num_val / limit
         facts["model/latency_images"] = float(data.num_val)
     return facts
 
@@ -154,8 +178,9 @@ def fit(
         loaded = load_latest(Path(resume_from))
     t = spec.train
     device = pick_device(t.device)
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    if device.type == "cpu":  # reuse each step's activation memory (effray/cpu_memory.py)
+        keep_freed_memory()
+    torch.set_num_threads(t.threads or default_threads())
     techniques = [tech.model_copy(deep=True) for tech in ordered(spec.techniques)]
 
     pipeline = DataPipeline()
@@ -212,6 +237,8 @@ def fit(
             torch.cuda.set_rng_state(ck["rng"]["cuda"])
         start_epoch, state.step = int(ck["epoch"]), int(ck["step"])
         history = list(ck.get("history", []))
+        if (ck.get("spec") or {}).get("train"):  # a PBT exploit continues with its own values
+            retarget(optimizer, techniques, type(t).model_validate(ck["spec"]["train"]), t)
         state.logs.update(ck.get("logs", {}))
 
     logits: list[torch.Tensor] = []  # outputs of each closure call of the current step

@@ -280,4 +280,9 @@ def test_experiment_specs_in_repo_validate():
     for path in sorted(Path("experiments").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
         spec = ExperimentSpec.model_validate(raw)  # field-level validation
-        assert expand(spec), path
+        if spec.search is not None and spec.search.adaptive:  # trials chosen as it runs
+            from effray.spec.plan import search_plan
+
+            assert not expand(spec) and search_plan(spec, 0)["budget"] > 0, path
+        else:
+            assert expand(spec), path

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+import yaml
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -856,8 +857,19 @@ SPECS = sorted(EXPERIMENTS.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
-def test_experiment_specs_load_and_expand(path):
-    spec = load_spec(path)
+def test_experiment_specs_load_and_expand(path, tmp_path):
+    overrides = []
+    if yaml.safe_load(path.read_text())["data"]["name"] == "stanford_cars":  # not here: a sample
+        from effray.data.cars_sample import make_sample_cars
+
+        root = make_sample_cars(tmp_path / "cars", classes=2, train=2, test=2).root
+        overrides = [f"data.root={root}"]
+    spec = load_spec(path, overrides)
+    if spec.search is not None and spec.search.adaptive:  # proposed as it runs: a budget
+        from effray.spec.plan import search_plan
+
+        assert expand(spec) == [] and search_plan(spec, 0)["budget"] > 0
+        return
     trials = expand(spec)
     names = [t.trial.name for t in trials]
     assert trials and len(names) == len(set(names))

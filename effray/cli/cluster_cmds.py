@@ -27,6 +27,7 @@ from effray.cli.common import (
     spec_error,
 )
 from effray.errors import SpecError
+from effray.storage import join, redact
 
 StorageOpt = Annotated[
     str | None,
@@ -59,8 +60,16 @@ class _Progress:
     def __call__(self, event: dict[str, Any]) -> None:
         if event["event"] == "experiment":
             self.title = event["name"]
-            what = "restoring" if event.get("restored") else f"{event['trials']} trials"
-            console.print(f"{event['name']}: {what} → {event['path']}", highlight=False)
+            what = event.get("search") or f"{event['trials']} trials"
+            what = "restoring" if event.get("restored") else what
+            console.print(f"{event['name']}: {what} → {redact(event['path'])}", highlight=False)
+        elif event["event"] == "wandb":  # results in an object store: runs on this disk
+            (self.live.console if self.live else console).print(
+                f"W&B offline runs: {event['dir']} (copied to {redact(event['copied_to'])}; "
+                f"push with `effray sync {redact(event['sync'])}`)",
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             before = self.rows.get(event["trial"], {}).get("status")
             self.rows[event["trial"]] = event
@@ -137,13 +146,15 @@ def _drive(start) -> None:
     except ExperimentError as exc:
         fail(str(exc))
     console.print(_results_table(result))
-    console.print(f"results: {result.path}/results.json, results.csv", highlight=False)
+    console.print(
+        f"results: {redact(join(result.path, 'results.json'))}, results.csv", highlight=False
+    )
     for t in result.errored:
         err_console.print(f"[red]✗[/] {t.name}: {t.error}", highlight=False, soft_wrap=True)
     if result.unfinished:
         err_console.print(
             f"[yellow]interrupted:[/] {len(result.unfinished)} trials unfinished; "
-            f"continue with `effray restore {result.path}`",
+            f"continue with `effray restore {redact(result.path)}`",
             highlight=False,
         )
         raise typer.Exit(130)
@@ -221,6 +232,14 @@ def submit(
         Path | None,
         typer.Option(help="Directory uploaded with the job (default: the project root)."),
     ] = None,
+    pip: Annotated[
+        bool,
+        typer.Option(
+            "--pip",
+            help="Install effray's dependencies in the job's runtime env (a cluster whose "
+            "Python lacks them; cluster.yaml's setup_commands is the lasting fix).",
+        ),
+    ] = False,
 ) -> None:
     """Send `effray run SPEC` to a Ray cluster as a Ray Job; prints the job id."""
     from effray.tune import jobs_address, submit_job
@@ -236,6 +255,7 @@ def submit(
             storage=storage,
             name=name,
             working_dir=working_dir,
+            pip=pip,
         )
     )
     sys.stdout.write(job_id + "\n")

@@ -3,6 +3,9 @@
 $ effray train experiments/quickstart.yaml --out runs/quick
 $ effray resume runs/quick --epochs 20
 $ effray report runs/quickstart --format markdown
+$ effray resume s3://bucket/runs/quickstart/baseline-seed0 --epochs 20   # a stored trial
+
+Locations (experiment or trial) are a directory or a URI (s3://, gs://, file://).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from effray.cli.common import (
     spec_error,
 )
 from effray.errors import SpecError, did_you_mean
+from effray.storage import ExperimentError, is_uri, redact
 
 
 def _epoch_printer(total: int):
@@ -123,14 +127,35 @@ def train(
 
 
 def resume(
-    trial_dir: Annotated[Path, typer.Argument(help="Trial directory with checkpoints.")],
+    trial: Annotated[
+        str,
+        typer.Argument(help="Trial directory with checkpoints, or its URI (s3://…/EXP/TRIAL)."),
+    ],
     epochs: Annotated[int | None, typer.Option(help="Train to this many epochs in total.")] = None,
     set_: SetOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Copy the trial here and continue the copy (a URI: runs/EXP/TRIAL)."),
+    ] = None,
 ) -> None:
-    """Continue a trial from its newest good checkpoint (also one copied from a cluster)."""
+    """Continue a trial from its newest good checkpoint, here and without Ray (a trial in
+    an object store is copied to this machine first; its W&B run continues)."""
     from effray.checkpoint import CheckpointError
-    from effray.local import resume_dir, resume_spec
+    from effray.local import fetch_trial, resume_dir, resume_spec
 
+    if is_uri(trial) or out is not None:
+        try:
+            fetched = fetch_trial(trial, out)
+        except (ExperimentError, CheckpointError, OSError) as exc:
+            fail(str(exc) if not isinstance(exc, OSError) else f"{redact(trial)}: {exc}")
+        console.print(
+            f"copied {redact(trial)} (checkpoint of epoch {fetched.epoch}) → {fetched.path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        trial_dir = fetched.path
+    else:
+        trial_dir = Path(trial)
     if not trial_dir.exists():
         fail(f"trial directory not found: {trial_dir}")
     try:
@@ -153,7 +178,7 @@ REPORT_FORMATS = ("table", "markdown", "csv", "json")
 
 def report(
     experiment_dir: Annotated[
-        Path, typer.Argument(help="Experiment directory (or one trial directory).")
+        str, typer.Argument(help="Experiment directory or URI (or one trial's).")
     ],
     format_: Annotated[
         str, typer.Option("--format", help="table | markdown | csv | json.")
@@ -176,20 +201,30 @@ def report(
         warnings.simplefilter("always")
         try:
             records = rep.load_experiment(experiment_dir)
+            if baseline == "baseline" and not any(r.group == "baseline" for r in records):
+                baseline = "base" if any(r.group == "base" for r in records) else baseline
             rows = rep.summarize(records, baseline=baseline)
             rows = rep.sort_rows(rows, sort) if sort else rows
-        except rep.ReportError as exc:
+        except (rep.ReportError, ExperimentError) as exc:
             fail(str(exc))
     show_warnings(caught)
+    from effray.report.search_path import load_path, path_markdown
+
+    search_path = load_path(experiment_dir)  # a greedy search (search.stages): its path
     if format_ == "markdown":
         sys.stdout.write(rep.to_markdown(rows))
+        if search_path:
+            sys.stdout.write("\n" + path_markdown(search_path))
     elif format_ == "csv":
         sys.stdout.write(rep.to_csv(rows))
     elif format_ == "json":
         sys.stdout.write(rep.to_json(rows, records))
     else:
+        from effray.cli.views import fit_columns
+
         headers, cells = rep.table_cells(rows)
-        name = records[0].experiment or str(experiment_dir)
+        headers, cells, dropped = fit_columns(headers, cells, console.width)
+        name = records[0].experiment or redact(experiment_dir)
         table = Table(title=f"{name}: {len(records)} trials, {len(rows)} technique sets")
         for i, h in enumerate(headers):
             table.add_column(
@@ -201,27 +236,58 @@ def report(
             table.add_row(*row)
         console.print(table)
         console.print(rep.legend(rows), style="dim", highlight=False)
+        if dropped:
+            console.print(
+                f"not shown at {console.width} columns: {', '.join(dropped)} "
+                "(a wider terminal, --format markdown or --format csv shows them)",
+                style="dim",
+                highlight=False,
+            )
+        if search_path:
+            from effray.cli.views import print_search_path
+
+            print_search_path(search_path, experiment_dir)
     if plots is not None:
         for path in rep.write_plots(records, rows, plots):
             err_console.print(f"plot: {path}", highlight=False)
 
 
 def sync(
-    experiment_dir: Annotated[Path, typer.Argument(help="Experiment or trial directory.")],
+    experiment_dir: Annotated[
+        str, typer.Argument(help="Experiment or trial directory, or its URI.")
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, push nothing.")] = False,
 ) -> None:
-    """Push the offline W&B runs under a directory to W&B (`wandb sync`; needs a key)."""
-    from effray.tracking import offline_runs, sync_runs
+    """Push the offline W&B runs under a directory to W&B (`wandb sync`; needs a key).
+    For a URI, the runs stored beside its results are copied here first."""
+    from effray.tracking import fetch_stored_runs, offline_runs, sync_runs
 
-    if not experiment_dir.exists():
-        fail(f"directory not found: {experiment_dir}")
-    runs = offline_runs(experiment_dir)
-    if not runs:
-        fail(f"no offline W&B runs (offline-run-*) under {experiment_dir}")
+    if is_uri(experiment_dir):
+        try:
+            root, runs = fetch_stored_runs(experiment_dir)
+        except (ExperimentError, OSError) as exc:
+            fail(str(exc) if not isinstance(exc, OSError) else f"{redact(experiment_dir)}: {exc}")
+        if not runs:
+            fail(
+                f"no offline W&B runs stored under {redact(experiment_dir)} (`effray run "
+                "--storage URI` copies them to EXPERIMENT/wandb when W&B logs offline)"
+            )
+        console.print(
+            f"copied {len(runs)} offline run director{'ies' if len(runs) != 1 else 'y'} "
+            f"from {redact(experiment_dir)} to {root}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        if not Path(experiment_dir).exists():
+            fail(f"directory not found: {experiment_dir}")
+        runs = offline_runs(experiment_dir)
+        if not runs:
+            fail(f"no offline W&B runs (offline-run-*) under {experiment_dir}")
     ids = {f.stem.removeprefix("run-") for p in runs for f in p.glob("run-*.wandb")}
     console.print(
         f"{'would push' if dry_run else 'pushing'} {len(runs)} offline run "
-        f"director{'ies' if len(runs) != 1 else 'y'} ({len(ids)} W&B run{'s' if len(ids) != 1 else ''}) from {experiment_dir}",
+        f"director{'ies' if len(runs) != 1 else 'y'} ({len(ids)} W&B run{'s' if len(ids) != 1 else ''}) from {redact(experiment_dir)}",
         highlight=False,
     )
     code = sync_runs(runs, dry_run=dry_run)

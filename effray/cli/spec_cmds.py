@@ -20,8 +20,18 @@ WIDE = 110  # columns a terminal needs for the models' description column (--jso
 
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec completely; print OK or every problem (exit code 2)."""
-    _, trials = load_trials(spec, set_)
-    console.print(f"[green]OK[/] {spec}: {len(trials)} trial{'s' if len(trials) != 1 else ''}")
+    loaded, trials = load_trials(spec, set_)
+    n = len(trials)
+    if loaded.search is not None and loaded.search.adaptive:
+        from effray.spec.plan import search_plan
+
+        plan = search_plan(loaded, n)
+        console.print(
+            f"[green]OK[/] {spec}: {plan['algorithm'] if not loaded.search.stages else 'stages'} "
+            f"search, up to {plan['budget']} trials"
+        )
+        return
+    console.print(f"[green]OK[/] {spec}: {n} trial{'s' if n != 1 else ''}")
 
 
 def schema() -> None:
@@ -64,6 +74,10 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] =
 def expand(spec: SpecArg, set_: SetOpt = None) -> None:
     """Print the trials a spec expands to (ablation x search x seeds)."""
     loaded, trials = load_trials(spec, set_)
+    if loaded.search is not None and (loaded.search.adaptive or loaded.search.pbt):
+        _plan(loaded, len(trials))
+        if not trials:
+            return
     table = Table(title=f"{loaded.name}: {len(trials)} trials")
     table.add_column("#", justify="right")
     table.add_column("trial", no_wrap=True)
@@ -77,6 +91,36 @@ def expand(spec: SpecArg, set_: SetOpt = None) -> None:
             ", ".join(f"{k}={v}" for k, v in t.trial.params.items()) or "-",
         )
     console.print(table)
+
+
+def _plan(loaded, listed: int) -> None:
+    """An adaptive search's space, scheduler and budget (its trials are chosen as it runs)."""
+    from effray.spec.plan import search_plan
+
+    plan = search_plan(loaded, listed)
+    console.print(
+        f"{loaded.name}: algorithm {plan['algorithm']}, scheduler {plan['scheduler']}, "
+        f"metric {plan['metric']}; budget {plan['budget']} trials",
+        highlight=False,
+    )
+    if plan.get("note"):
+        console.print(plan["note"], highlight=False)
+    for title, key in (("space", "space"), ("pbt mutations", "mutations")):
+        if plan.get(key):
+            table = Table(title=title)
+            table.add_column("path", no_wrap=True)
+            table.add_column("distribution", overflow="fold")
+            for path, dist in plan[key].items():
+                table.add_row(path, dist)
+            console.print(table)
+    if plan.get("stages"):
+        table = Table(title="stages (in order)")
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("stage", no_wrap=True)
+        table.add_column("alternatives", overflow="fold")
+        for i, s in enumerate(plan["stages"], 1):
+            table.add_row(str(i), s["stage"], ", ".join(s["alternatives"]))
+        console.print(table)
 
 
 def techniques(as_json: Annotated[bool, typer.Option("--json", help="JSON list.")] = False) -> None:

@@ -10,7 +10,14 @@ overrides (--set), checks (cross-section rules), expand (ablation and search).
 """
 
 from effray.spec.checks import SAMPLERS, check_spec
-from effray.spec.expand import expand, expand_one, planned_trials, search_points, technique_sets
+from effray.spec.expand import (
+    expand,
+    expand_one,
+    planned_trials,
+    point_trial,
+    search_points,
+    technique_sets,
+)
 from effray.spec.load import load_spec, spec_from_dict, to_yaml
 from effray.spec.messages import problems_from, user_fields
 from effray.spec.overrides import apply_override, parse_override
@@ -18,7 +25,6 @@ from effray.spec.schema import (
     DATASETS,
     SYNTHETIC_ONLY,
     AblationMode,
-    AshaSpec,
     DataSpec,
     ExperimentSpec,
     ModelSpec,
@@ -32,8 +38,14 @@ from effray.spec.schema import (
     json_schema,
     new_trial_id,
 )
+from effray.spec.search import ALGORITHMS, SCHEDULERS, Alternative, AshaSpec, PbtSpec, Stage
 
 __all__ = [
+    "ALGORITHMS",
+    "SCHEDULERS",
+    "Alternative",
+    "PbtSpec",
+    "Stage",
     "DATASETS",
     "SAMPLERS",
     "SYNTHETIC_ONLY",
@@ -54,6 +66,7 @@ __all__ = [
     "expand",
     "expand_one",
     "planned_trials",
+    "point_trial",
     "json_schema",
     "load_spec",
     "new_trial_id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from effray.errors import Problem, SpecError, did_you_mean, one_of, problem
+from effray.spec.data_checks import check_metadata
 from effray.spec.expand import expand_one
 from effray.spec.messages import model_in, user_fields
 from effray.spec.schema import ExperimentSpec
@@ -15,10 +16,14 @@ def check_spec(spec: ExperimentSpec, *, check_data: bool = True) -> list[Problem
     kinds = {t.kind: t for t in spec.techniques}
     problems += _check_ablation(spec, kinds)
     if spec.search is not None:
+        from effray.spec.search_checks import check_adaptive
+
         problems += _check_search(spec)
+        problems += check_adaptive(spec)
     asha = _asha_metric_problem(spec)
     if asha:
         problems.append(asha)
+    problems += check_metadata(spec)  # sizes, channels, image side: no pixels read
     if check_data:
         from effray.data import check_data as _check_data
 
@@ -104,11 +109,11 @@ def _check_search(spec: ExperimentSpec) -> list[Problem]:
             )
             continue
         sampler, args = next(iter(dist.items()))
-        bad = _check_sampler_args(sampler, args)
+        bad = check_sampler_args(sampler, args)
         if bad:
             out.append(problem(where, bad, value=args))
             continue
-        err = _check_path(spec, path)
+        err = check_path(spec, path)
         if err:
             out.append(
                 Problem(
@@ -116,7 +121,7 @@ def _check_search(spec: ExperimentSpec) -> list[Problem]:
                 )
             )
             continue
-        for value in _probe_values(sampler, args):
+        for value in probe_values(sampler, args):
             trial = expand_one(spec, {path: value})
             if isinstance(trial, SpecError):
                 for p in trial.problems:
@@ -125,7 +130,7 @@ def _check_search(spec: ExperimentSpec) -> list[Problem]:
     return out
 
 
-def _check_sampler_args(sampler: str, args) -> str | None:
+def check_sampler_args(sampler: str, args) -> str | None:
     if sampler in ("grid", "choice"):
         if not isinstance(args, list) or not args:
             return f"{sampler} takes a non-empty list of values"
@@ -144,14 +149,14 @@ def _check_sampler_args(sampler: str, args) -> str | None:
     return None
 
 
-def _probe_values(sampler: str, args) -> list:
+def probe_values(sampler: str, args) -> list:
     if sampler in ("grid", "choice"):
         return list(args)
     lo, hi = args
     return [lo, hi - 1] if sampler == "randint" else [lo, hi]
 
 
-def _check_path(spec: ExperimentSpec, path: str) -> Problem | None:
+def check_path(spec: ExperimentSpec, path: str) -> Problem | None:
     """Does a dotted search path name a field? techniques.<kind>.<field> and model.<knob> too."""
     parts = path.split(".")
     if parts[0] == "techniques":
@@ -202,7 +207,7 @@ def _check_path(spec: ExperimentSpec, path: str) -> Problem | None:
 
 
 def _asha_metric_problem(spec: ExperimentSpec) -> Problem | None:
-    if spec.search is None or spec.search.asha is None:
+    if spec.search is None or spec.search.asha is None or spec.search.asha.metric is None:
         return None
     known = ("val/acc", "val/loss", "train/acc", "train/loss")
     if spec.search.asha.metric not in known:

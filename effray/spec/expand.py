@@ -56,7 +56,8 @@ def _draw(sampler: str, args, rng) -> Any:
 
 
 def search_points(spec: ExperimentSpec) -> list[dict[str, Any]]:
-    """Grid points x num_samples random draws, seeded: the same spec gives the same trials."""
+    """Grid points x num_samples random draws (algorithm grid), or num_samples draws of
+    every dimension (random), seeded: the same spec gives the same trials."""
     import itertools
 
     import numpy as np
@@ -64,9 +65,19 @@ def search_points(spec: ExperimentSpec) -> list[dict[str, Any]]:
     if spec.search is None:
         return [{}]
     space = spec.search.space
+    rng = np.random.default_rng(spec.search.seed)
+    if spec.search.algorithm == "random":  # every dimension drawn; a grid is a choice
+        return [
+            {
+                k: _draw(*next(iter(d.items())), rng)
+                if "grid" not in d
+                else _draw("choice", d["grid"], rng)
+                for k, d in space.items()
+            }
+            for _ in range(spec.search.num_samples)
+        ]
     grid_keys = [k for k, d in space.items() if "grid" in d]
     rand_keys = [k for k in space if k not in grid_keys]
-    rng = np.random.default_rng(spec.search.seed)
     points = []
     for combo in itertools.product(*(space[k]["grid"] for k in grid_keys)):
         for _ in range(spec.search.num_samples):
@@ -91,14 +102,19 @@ def expand_one(spec: ExperimentSpec, point: dict[str, Any]) -> ExperimentSpec | 
         return exc
 
 
-def _fmt(v: Any) -> str:
+def fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
 
 
 def expand(spec: ExperimentSpec) -> list[ExperimentSpec]:
-    """Every trial of the experiment, concrete and named (e.g. 'blurpool+mixup-seed1')."""
+    """Every trial of the experiment, concrete and named (e.g. 'blurpool+mixup-seed1').
+
+    An adaptive search (optuna, stages) proposes its trials while it runs: its list
+    here is empty (see effray.spec.stages and the tune package's searchers)."""
+    if spec.search is not None and spec.search.adaptive:
+        return []
     trials: list[ExperimentSpec] = []
     points = search_points(spec)
     for group, chosen in technique_sets(spec):
@@ -109,7 +125,9 @@ def expand(spec: ExperimentSpec) -> list[ExperimentSpec]:
                 raise trial
             name = group
             extras = [
-                f"{p.rsplit('.', 1)[-1]}{_fmt(v)}" for p, v in point.items() if p != "train.seed"
+                f"{p.rsplit('.', 1)[-1]}{fmt_value(v)}"
+                for p, v in point.items()
+                if p != "train.seed"
             ]
             if extras:
                 name += "-" + "-".join(extras)
@@ -128,3 +146,15 @@ def planned_trials(manifest: dict[str, Any]) -> list[ExperimentSpec]:
     """The trials an `effray run` manifest (effray_experiment.json) planned: its spec,
     expanded again; expansion is deterministic, so the names are the ones it ran."""
     return expand(ExperimentSpec.model_validate(manifest["spec"]))
+
+
+def point_trial(spec: ExperimentSpec, point: dict[str, Any], index: int) -> ExperimentSpec:
+    """A searcher's suggestion as a named trial ('baseline-t003'); each is its own group,
+    so a report lists the trials an adaptive search chose one by one."""
+    (group, chosen), *_ = technique_sets(spec)
+    trial = expand_one(spec.model_copy(update={"techniques": chosen}), point)
+    if isinstance(trial, SpecError):
+        raise trial
+    name = f"{group}-t{index:03d}"
+    trial.trial = TrialMeta(name=name, group=name, index=index, params=point)
+    return trial

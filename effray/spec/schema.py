@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,15 +18,13 @@ from pydantic_core import PydanticCustomError
 
 from effray.data.registry import DATASETS
 from effray.errors import Problem, did_you_mean, one_of
-from effray.spec.messages import error_message, hint_text, inline_errors, without_path
+from effray.spec.messages import NOT_FINITE, error_message, hint_text, inline_errors, without_path
+from effray.spec.search import SearchSpec
+from effray.spec.strict import Strict
 from effray.techniques import TECHNIQUES, Technique, resolve_kind
 
 DatasetName = Literal[tuple(DATASETS)]  # the registry's names (effray.data.registry)
 SYNTHETIC_ONLY = ("num_classes", "channels", "size", "train_size", "val_size")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class DataSpec(Strict):
@@ -113,7 +112,15 @@ class ModelSpec(BaseModel):
             raise PydanticCustomError(
                 "model_args", "{detail}", {"detail": inline_errors(exc, entry.args)}
             ) from None
-        for key, value in checked.model_dump().items():
+        values = checked.model_dump()
+        infinite = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+        if infinite:  # the models' own arg classes need not know: checked once, here
+            raise PydanticCustomError(
+                "model_args",
+                "{detail}",
+                {"detail": "; ".join(f"{k}: {NOT_FINITE} (value {values[k]!r})" for k in infinite)},
+            )
+        for key, value in values.items():
             if key in (self.model_extra or {}):
                 self.model_extra[key] = value
         return self
@@ -152,28 +159,30 @@ class TrainSpec(Strict):
         return self
 
 
-class AshaSpec(Strict):
-    metric: str = "val/acc"  # reported metric ASHA compares
-    mode: Literal["max", "min"] = "max"
-    grace_period: Annotated[int, Field(ge=1)] = 1  # epochs before ASHA may stop a trial
-    reduction_factor: Annotated[float, Field(gt=1)] = 3  # keep 1/rf of trials at each rung
-
-
-class SearchSpec(Strict):
-    space: dict[
-        str, dict[str, Any]
-    ] = {}  # dotted spec path -> {grid|choice|uniform|loguniform|randint: …}
-    num_samples: Annotated[int, Field(ge=1, le=10_000)] = 1  # random draws per grid point
-    seed: Annotated[int, Field(ge=0)] = 0  # seed of the random draws (expansion is deterministic)
-    asha: AshaSpec | None = AshaSpec()  # null: every trial runs all epochs
-    max_concurrent: Annotated[int, Field(ge=1)] | None = (
-        None  # trials at once; None = as resources allow
-    )
-
-
 class ResourcesSpec(Strict):
     cpu: Annotated[float, Field(gt=0, le=1024)] = 1  # CPUs reserved per trial
     gpu: Annotated[float, Field(ge=0, le=64)] = 0  # GPUs per trial; 0.25 packs four trials on a GPU
+
+    @field_validator("cpu", "gpu")
+    @classmethod
+    def _ray_accepts(cls, value: float, info):
+        """What Ray refuses only when it schedules the trials: a GPU amount above 1 that
+        is not whole (a trial cannot span 1.5 devices), and amounts finer than 0.0001."""
+        if 0 < value < 1e-4:
+            raise PydanticCustomError(
+                "ray_resource",
+                "Ray counts resources in steps of 0.0001",
+                {"expected": "0 or at least 0.0001"},
+            )
+        if info.field_name == "gpu" and value > 1 and not float(value).is_integer():
+            lo = int(value)
+            raise PydanticCustomError(
+                "ray_resource",
+                "a GPU share above 1 must be a whole number of GPUs (Ray refuses it when "
+                "it schedules the trials); a fraction <= 1 packs trials on one GPU",
+                {"expected": f"a fraction <= 1 or a whole number, e.g. {lo} or {lo + 1}"},
+            )
+        return value
 
 
 class WandbSpec(Strict):
@@ -200,6 +209,8 @@ class TrialMeta(Strict):
     index: int = 0
     params: dict[str, Any] = {}  # the search choices fixed for this trial
     id: str | None = None  # stable id, given when the trial first starts (W&B run id)
+    stage: str | None = None  # the greedy search's stage (search.stages), e.g. "2-regularisers"
+    track: list[str] = []  # dotted paths each epoch's metrics carry as hp/<path> (pbt)
 
 
 def new_trial_id() -> str:
@@ -262,8 +273,14 @@ class ExperimentSpec(Strict):
         kinds = [t.kind for t in self.techniques]
         for k in sorted({k for k in kinds if kinds.count(k) > 1}):
             errors.append(f"{k!r} is listed {kinds.count(k)} times; list each technique once")
+        staged = set()  # a greedy search's alternatives are checked per path instead
+        for stage in self.search.stages if self.search else []:
+            for alt in stage.alternatives:
+                staged.update(alt.add)
         for resource, what in (("step", "optimizer step"), ("lr", "learning rate")):
-            owners = [t.kind for t in self.techniques if resource in type(t).owns]
+            owners = [
+                t.kind for t in self.techniques if resource in type(t).owns and t.name not in staged
+            ]
             if len(owners) > 1:
                 errors.append(f"{' and '.join(owners)} both own the {what}; keep one of them")
         if errors:

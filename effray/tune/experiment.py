@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 
 import effray
 from effray.results import (
@@ -41,7 +40,10 @@ from effray.storage import (
     exists,
     fresh_experiment_dir,
     join,
+    parent,
     read_text,
+    redact,
+    staged_file,
     storage_root,
     write_text,
 )
@@ -71,22 +73,6 @@ class ExperimentResult:
         return not self.errored and not self.unfinished
 
 
-def _asha(spec, max_t: int):
-    asha = spec.search.asha if spec.search is not None else None
-    if asha is None:
-        return None
-    return ASHAScheduler(
-        # "epoch" is the epoch fit reported: exact after a retry or a restore, where
-        # Ray's own training_iteration restarts from the checkpoint's count.
-        time_attr="epoch",
-        metric=asha.metric,
-        mode=asha.mode,
-        max_t=max_t,
-        grace_period=asha.grace_period,
-        reduction_factor=asha.reduction_factor,
-    )
-
-
 def run_experiment(
     spec,
     trials: list | None = None,
@@ -107,9 +93,14 @@ def run_experiment(
     """
     from effray.spec import expand, new_trial_id
 
-    trials = [t.model_copy(deep=True) for t in (trials if trials is not None else expand(spec))]
+    search = spec.search
+    if trials is None:
+        trials = expand(spec)
+    trials = [t.model_copy(deep=True) for t in trials]
+    track = list(search.pbt.mutations) if search and search.scheduler_name == "pbt" else []
     for t in trials:  # stable ids, fixed here so the driver knows them: the W&B run ids
         t.trial.id = t.trial.id or new_trial_id()
+        t.trial.track = track
     root = storage_root(storage or spec.run.storage)
     path, name = fresh_experiment_dir(root, name or spec.name, explicit=name is not None)
     manifest = {
@@ -120,45 +111,93 @@ def run_experiment(
         "effray_version": effray.__version__,
     }
     write_text(join(path, EXPERIMENT_FILE), json.dumps(manifest, indent=2) + "\n")
-    search = spec.search
+    return _drive(spec, root, name, manifest, trials, address, callbacks, on_event, num_cpus)
+
+
+def _drive(spec, root, name, manifest, trials, address, callbacks, on_event, num_cpus):
+    """Run (or continue) the experiment's Tune runs inside one Ray session."""
+    from effray.spec.plan import search_plan
+    from effray.tune.stages import run_stages
+
+    path = join(root, name)
+    optuna = spec.search is not None and spec.search.algorithm == "optuna"
     planned = [t.model_dump(mode="json") for t in trials]
-    tuner_args = {
-        "param_space": {"trial": tune.grid_search(planned)},
-        "tune_config": tune.TuneConfig(
-            scheduler=_asha(spec, max(t.train.epochs for t in trials)),
-            max_concurrent_trials=search.max_concurrent if search else None,
+    started = time.perf_counter()
+    # a stored experiment's driver log is written here and copied there when the run ends
+    with (
+        staged_file(join(path, DRIVER_LOG)) as log,
+        ray_session(address, num_cpus=num_cpus, log_file=log),
+    ):
+        with listening(on_event):
+            event = {"event": "experiment", "name": name, "path": path, "trials": len(trials)}
+            if spec.search is not None and spec.search.adaptive:  # no fixed list: its budget
+                plan = search_plan(spec, len(trials))
+                kind = "greedy stages" if spec.search.stages else plan["algorithm"]
+                event["search"] = f"{kind} search, up to {plan['budget']} trials"
+            emit(event)
+            if spec.search is not None and spec.search.stages:
+                records = run_stages(spec, path, manifest, list(callbacks))
+            elif exists(join(path, "tuner.pkl")):  # restore
+                tuner = tune.Tuner.restore(
+                    path, trainable=trainable(), resume_unfinished=True, resume_errored=False
+                )
+                records = collect(tuner.fit(), path, planned)
+            else:
+                tuner = tune_run(spec, root, name, None if optuna else planned, list(callbacks))
+                records = collect(tuner.fit(), path, planned)
+    result = ExperimentResult(name, path, records, time.perf_counter() - started)
+    write_results(result)
+    return result
+
+
+def tune_run(spec, root: str, name: str, planned: list[dict] | None, callbacks: list) -> tune.Tuner:
+    """The Tuner of one Tune run in directory root/name: the `planned` trials (dumped
+    TrialSpecs) as a grid, or Optuna's suggestions when `planned` is None."""
+    from effray.tune.search import scheduler, searcher
+
+    search = spec.search
+    if planned is None:
+        param_space, alg, samples = {}, searcher(spec, TrialMaker(spec)), search.num_samples
+        max_t = spec.train.epochs
+    else:
+        param_space, alg, samples = {"trial": tune.grid_search(planned)}, None, 1
+        max_t = max(t["train"]["epochs"] for t in planned)
+    return tune.Tuner(
+        trainable(),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            scheduler=scheduler(spec, max_t),
+            search_alg=alg,
+            num_samples=samples,
+            max_concurrent_trials=search.max_concurrent if search and alg is None else None,
             reuse_actors=True,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),
-        "run_config": tune.RunConfig(
+        run_config=tune.RunConfig(
             name=name,
             storage_path=root,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.run.checkpoint_keep),
-            callbacks=[ProgressCallback(), WandbCallback(path), *callbacks],
+            callbacks=[ProgressCallback(), WandbCallback(join(root, name)), *callbacks],
         ),
-    }
-    started = time.perf_counter()
-    with ray_session(address, num_cpus=num_cpus, log_file=join(path, DRIVER_LOG)):
-        with listening(on_event):
-            emit({"event": "experiment", "name": name, "path": path, "trials": len(trials)})
-            grid = tune.Tuner(trainable(), **tuner_args).fit()
-    result = collect(grid, path, name, time.perf_counter() - started, planned)
-    write_results(result)
-    return result
+    )
 
 
-def _planned(path: str) -> list[dict]:
-    """The trials `effray run` planned, re-expanded from its manifest's spec."""
-    from effray.spec import planned_trials
+class TrialMaker:
+    """Turns a searcher's point into a named TrialSpec dict (pickled with the searcher)."""
 
-    try:
-        manifest = json.loads(read_text(join(path, EXPERIMENT_FILE)))
-        return [t.model_dump(mode="json") for t in planned_trials(manifest)]
-    except Exception:  # no readable manifest: the records are the trials Tune knows
-        return []
+    def __init__(self, spec) -> None:
+        self.spec = spec.model_dump(mode="json")
+
+    def __call__(self, point: dict, index: int) -> dict:
+        from effray.spec import ExperimentSpec, new_trial_id
+        from effray.spec.expand import point_trial
+
+        trial = point_trial(ExperimentSpec.model_validate(self.spec), point, index)
+        trial.trial.id = new_trial_id()
+        return trial.model_dump(mode="json")
 
 
 def restore_experiment(
@@ -169,27 +208,36 @@ def restore_experiment(
     num_cpus: int | None = None,
 ) -> ExperimentResult:
     """Continue an interrupted experiment: finished trials are kept, running ones
-    resume from their last checkpoints, pending ones start; errored ones stay errored."""
+    resume from their last checkpoints, pending ones start; errored ones stay errored.
+    A greedy search continues at its first unfinished stage."""
+    from effray.spec import ExperimentSpec, planned_trials
+
     path = storage_root(path)
-    if not exists(join(path, "tuner.pkl")):
+    try:
+        manifest = json.loads(read_text(join(path, EXPERIMENT_FILE)))
+        spec = ExperimentSpec.model_validate(manifest["spec"])
+    except Exception:  # no readable manifest: Ray's own state is all there is
+        manifest, spec = {}, None
+    staged = spec is not None and spec.search is not None and bool(spec.search.stages)
+    if not staged and not exists(join(path, "tuner.pkl")):
         hint = (
             " (it is a trial directory; use `effray resume` for one trial)"
             if exists(join(path, TRIAL_SPEC))
             else ""
         )
-        raise ExperimentError(f"{path} is not an effray/Ray Tune experiment directory{hint}")
-    name = basename(path)
-    started = time.perf_counter()
-    with ray_session(address, num_cpus=num_cpus, log_file=join(path, DRIVER_LOG)):
-        with listening(on_event):
-            emit({"event": "experiment", "name": name, "path": path, "restored": True})
-            tuner = tune.Tuner.restore(
-                path, trainable=trainable(), resume_unfinished=True, resume_errored=False
-            )
-            grid = tuner.fit()
-    result = collect(grid, path, name, time.perf_counter() - started, _planned(path))
-    write_results(result)
-    return result
+        raise ExperimentError(
+            f"{redact(path)} is not an effray/Ray Tune experiment directory{hint}"
+        )
+    try:
+        trials = planned_trials(manifest) if manifest else []
+    except Exception:
+        trials = []
+    root, name = parent(path), basename(path)  # a URI keeps its query on the root
+    if spec is None:
+        from effray.spec import ExperimentSpec as Spec
+
+        spec = Spec()
+    return _drive(spec, root, name, manifest, trials, address, (), on_event, num_cpus)
 
 
 def record(config: dict[str, Any], metrics: dict[str, Any], error: object, path: str):
@@ -198,19 +246,20 @@ def record(config: dict[str, Any], metrics: dict[str, Any], error: object, path:
     return rec.add_last(metrics).settle(metrics, error, done=bool(metrics.get("done")))
 
 
-def collect(
-    grid, path: str, name: str, wall_s: float, planned: Iterable[dict] = ()
-) -> ExperimentResult:
+def collect(grid, path: str, planned: Iterable[dict] = ()) -> list[TrialRecord]:
     """One record per trial: those Tune ran, plus the `planned` trials (dumped trial
     specs) it never created, e.g. when the run was interrupted before their turn
     came; those are unfinished ("not started"), so `effray restore` has work left."""
-    trials = [record(r.config or {}, r.metrics or {}, r.error, str(r.path)) for r in grid]
+    trials = [  # r.path is a path on the store's filesystem: the trial's URI instead
+        record(r.config or {}, r.metrics or {}, r.error, join(path, basename(str(r.path))))
+        for r in grid
+    ]
     seen = {t.name for t in trials}
     for dump in planned:
         if dump["trial"]["name"] not in seen:
             trials.append(record({"trial": dump}, {}, None, join(path, dump["trial"]["name"])))
     trials.sort(key=lambda t: t.index)
-    return ExperimentResult(name=name, path=path, trials=trials, wall_s=wall_s)
+    return trials
 
 
 def write_results(result: ExperimentResult) -> None:

@@ -52,6 +52,7 @@ def train_trial(config: dict[str, Any]) -> None:
     from effray.checkpoint import CheckpointError, load_latest
     from effray.errors import SpecError
     from effray.spec import ExperimentSpec, to_yaml
+    from effray.spec.search_checks import numeric_value
     from effray.train import TrialDiverged, fit
 
     spec = ExperimentSpec.model_validate(config["trial"])
@@ -68,6 +69,13 @@ def train_trial(config: dict[str, Any]) -> None:
                 if (Path(d) / METRICS).exists():  # the epochs as they were at that checkpoint
                     metrics_lines = (Path(d) / METRICS).read_text(encoding="utf-8")
         start_epoch = int(loaded.payload["epoch"]) if loaded else 0
+        donor = (
+            ((loaded.payload.get("spec") or {}).get("trial") or {}).get("name") if loaded else None
+        )
+        exploited = donor is not None and donor != spec.trial.name
+        if exploited:  # PBT: the donor's weights, this trial's own record of its epochs
+            metrics_lines = _own_lines(store.read(METRICS) or "", start_epoch)
+            loaded.payload["history"] = [json.loads(x) for x in metrics_lines.splitlines()]
 
         failure = json.loads(store.read(FAILURE) or "{}")
         if failure.get("at_epoch") == start_epoch:
@@ -82,6 +90,8 @@ def train_trial(config: dict[str, Any]) -> None:
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
         }
+        if exploited:
+            attempt["exploited_from"] = donor
         files = {
             TRIAL_SPEC: to_yaml(spec),
             METRICS: metrics_lines,
@@ -92,8 +102,11 @@ def train_trial(config: dict[str, Any]) -> None:
         best = max((m["val/acc"] for m in history), default=float("-inf"))
         last_epoch = start_epoch
 
+        hyperparameters = {f"hp/{p}": numeric_value(spec, p) for p in spec.trial.track}
+
         def report(metrics: dict[str, Any], checkpoint_path: Path | None) -> None:
             nonlocal best, last_epoch
+            metrics = {**metrics, **hyperparameters}
             files[METRICS] += json.dumps(metrics, sort_keys=True) + "\n"
             store.write({METRICS: files[METRICS]})
             best = max(best, metrics["val/acc"])
@@ -109,6 +122,7 @@ def train_trial(config: dict[str, Any]) -> None:
                     "val/best_acc": best,
                     "trial/node_id": node_id,
                     "trial/resumed_from_epoch": start_epoch,
+                    **hyperparameters,
                 }
                 tune.report(
                     {**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(snapshot)
@@ -128,6 +142,12 @@ def train_trial(config: dict[str, Any]) -> None:
             raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _own_lines(text: str, epoch: int) -> str:
+    """A trial's own metrics lines up to `epoch` (the epoch it continues from)."""
+    keep = [x for x in text.splitlines() if x.strip() and json.loads(x).get("epoch", 0) <= epoch]
+    return "".join(x + "\n" for x in keep)
 
 
 class TrialFiles:
