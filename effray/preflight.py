@@ -20,6 +20,7 @@ REQUIREMENTS = {
     "torch": "torch>=2.4",
     "torchvision": "torchvision>=0.19",
     "ray": "ray[tune,default]>=2.40",
+    "optuna": "optuna>=3.0",
     "wandb": "wandb>=0.18",
     "pydantic": "pydantic>=2.6",
     "typer": "typer>=0.12",

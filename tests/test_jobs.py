@@ -123,7 +123,7 @@ def test_python_m_effray_without_dependencies_says_what_to_install(tmp_path):
     assert out.returncode == 1 and out.stdout == ""
     (line,) = out.stderr.splitlines()  # one line, no traceback
     assert line.startswith(f"effray cannot start: {python} (Python ")
-    assert "lacks torch, torchvision, ray, wandb, pydantic, typer" in line
+    assert "lacks torch, torchvision, ray, optuna, wandb, pydantic, typer" in line
     assert "`pip install -e .` in effray's checkout" in line and "'typer>=0.12'" in line
     job = run_effray(python, "run", "x.yaml", cwd=tmp_path, **{JOB_ENV: "1"})
     (line,) = job.stderr.splitlines()

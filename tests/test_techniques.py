@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pydantic
 import pytest
-import yaml
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from effray.data import DataPipeline
