@@ -32,6 +32,7 @@ RESULTS_CSV = "results.csv"
 DRIVER_LOG = "driver.log"  # Ray's log lines from the driver (the console stays quiet)
 TRIAL_SPEC = "trial_spec.yaml"  # the resolved TrialSpec
 METRICS = "metrics.jsonl"  # one line per epoch
+TRAIN_TOTAL = "time/train_total_s"  # a report's sum of time/epoch_s over the trial's epochs
 CHECKPOINTS = "checkpoints"  # `effray train`/`resume` checkpoints below a trial directory
 ATTEMPTS = "attempts.jsonl"  # one line per start of a Ray trial: node, pid, epoch resumed from
 FAILURE = "failure.json"  # a deterministic failure; a retry from the same epoch re-raises it
@@ -199,6 +200,8 @@ class TrialRecord:
         self.epochs_run = int(last.get("epoch", 0) or 0)
         self.best_val_acc = _number(last.get("val/best_acc", last.get("val/acc")))
         self.final_val_acc = _number(last.get("val/acc"))
+        total = _number(last.get(TRAIN_TOTAL))  # the trial's running sum of time/epoch_s
+        self.train_time_s = 0.0 if math.isnan(total) else total
         self._facts([last])
         return self
 

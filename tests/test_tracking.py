@@ -652,3 +652,33 @@ def test_killed_driver_restore_and_local_resume_continue_the_same_runs(tmp_path)
     assert not list((exp / names[0]).glob("wandb")), (
         "the resumed trial's run stays in the experiment"
     )
+
+
+def test_a_restored_driver_logs_the_epochs_no_driver_heard(tmp_path):
+    """The driver died after the trial reported epoch 2 and before its callback logged
+    it: the restored driver's first result (epoch 3) brings epoch 2 from metrics.jsonl."""
+    from types import SimpleNamespace
+
+    from effray.tune.callbacks import WandbCallback
+
+    spec = trial(epochs=3, wandb={"mode": "offline"})
+    spec.trial.id = "b4ckf111"
+    exp = tmp_path / "exp"
+    trial_dir = exp / spec.trial.name
+    trial_dir.mkdir(parents=True)
+    rows = [{"epoch": e, "val/acc": 50.0 + e, "val/loss": 1.0 / e} for e in (1, 2, 3)]
+    ray_trial = SimpleNamespace(
+        trial_id="t0", path=str(trial_dir), config={"trial": spec.model_dump(mode="json")}
+    )
+    first = WandbCallback(str(exp))
+    first.on_trial_result(0, [], ray_trial, {**rows[0], "time_total_s": 1.0})
+    first._run(ray_trial)[1].finish("interrupted")  # the run of the killed driver ends
+    lines = [json.dumps(r) + "\n" for r in rows]
+    (trial_dir / "metrics.jsonl").write_text("".join(lines) + '{"epoch": 4, "val/a')  # torn
+    restored = WandbCallback(str(exp))
+    restored.on_trial_result(0, [], ray_trial, {**rows[2], "time_total_s": 3.0})
+    restored._run(ray_trial)[1].finish("finished")
+    (run,) = read_runs(exp).values()
+    assert run.steps == [1, 2, 3]
+    assert [row["val/acc"] for row in run.history] == [51.0, 52.0, 53.0]
+    assert "time_total_s" not in run.history[0]  # Ray's own keys stay out

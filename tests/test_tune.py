@@ -10,6 +10,7 @@ Trials train the 1.5K-DW net on the tiny synthetic dataset for a few epochs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -131,6 +132,10 @@ def test_asha_stops_some_trials_and_results_agree(asha_run):
     saved = json.loads((Path(result.path) / RESULTS_JSON).read_text())
     assert [row["name"] for row in saved["trials"]] == [t.name for t in result.trials]
     assert [row["stopped_by"] for row in saved["trials"]] == [t.stopped_by for t in result.trials]
+    for row, t in zip(saved["trials"], result.trials, strict=True):  # the epochs' training time
+        lines = (Path(result.path) / t.directory / "metrics.jsonl").read_text().splitlines()
+        epochs = [json.loads(x)["time/epoch_s"] for x in lines]
+        assert row["train_time_s"] > 0 and math.isclose(row["train_time_s"], sum(epochs))
     csv_lines = (Path(result.path) / RESULTS_CSV).read_text().splitlines()
     assert csv_lines[0].startswith("name,group,techniques,status,stopped_by,best_val_acc")
     assert len(csv_lines) == 1 + len(result.trials)

@@ -25,6 +25,10 @@ class Tracker:
     def finish(self, stop_reason: str, summary: Metrics = ()) -> None:
         """Close the run; `stop_reason` is effray.results' verdict (finished, asha, …)."""
 
+    def logged_through(self) -> int | None:
+        """The last step the run has recorded (0: none), or None when nothing is tracked."""
+        return None
+
 
 class NullTracker(Tracker):
     """W&B off (`wandb.mode: disabled`, or a spec with no trial id): nothing is recorded."""

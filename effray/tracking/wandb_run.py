@@ -95,6 +95,9 @@ class WandbTracker(Tracker):
                 self.run.log(new, step=step, commit=True)
             self.run.summary.update(self._summary())
 
+    def logged_through(self) -> int | None:
+        return int(self.state.get("last_step", 0)) if self.run is not None else None
+
     def finish(self, stop_reason: str, summary: Metrics = ()) -> None:
         if self.run is None:
             return

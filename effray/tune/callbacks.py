@@ -7,6 +7,7 @@ draws; W&B goes through effray.tracking.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any
 from ray import tune
 
 from effray.results import stop_reason
-from effray.storage import basename, is_uri, join, redact
+from effray.storage import basename, is_uri, join, read_text, redact
 from effray.tracking.remote import RUNS_DIR
 
 Listener = Callable[[dict[str, Any]], None]
@@ -115,6 +116,11 @@ def trial_error(trial) -> object:
     return "error"
 
 
+def _tracked(result: dict) -> dict:
+    """A result's metrics for the run: effray's keys (val/acc, epoch, lr, …), not Ray's."""
+    return {k: v for k, v in result.items() if "/" in k or k in ("epoch", "lr")}
+
+
 class WandbCallback(tune.Callback):
     """One W&B run per trial, driven here on the driver (a trial ASHA stops loses nothing).
 
@@ -180,8 +186,33 @@ class WandbCallback(tune.Callback):
         self._run(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        metrics = {k: v for k, v in result.items() if "/" in k or k in ("epoch", "lr")}
-        self._run(trial)[1].log(metrics, step=result.get("epoch", 0))  # not Ray's own keys
+        tracker = self._run(trial)[1]
+        epoch = int(result.get("epoch", 0))
+        last = tracker.logged_through()
+        if last is not None and epoch > last + 1:  # a driver killed before it logged them
+            for missed in self._epochs(trial, after=last, before=epoch):
+                tracker.log(_tracked(missed), step=int(missed["epoch"]))
+        tracker.log(_tracked(result), step=epoch)
+
+    def _epochs(self, trial, after: int, before: int) -> list[dict]:
+        """The trial's own epochs in (after, before) from its metrics.jsonl: what the
+        trial reported while no driver listened (killed, then restored)."""
+        from effray.results import METRICS
+
+        where = self.experiment_dir if self.stored else str(Path(trial.path).parent)
+        try:
+            text = read_text(join(where, basename(str(trial.path)), METRICS))
+        except Exception:  # no record to recover from: the run skips those steps
+            return []
+        out = {}
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by a kill
+                continue
+            if isinstance(row, dict) and after < int(row.get("epoch", 0)) < before:
+                out[int(row["epoch"])] = row
+        return [out[e] for e in sorted(out)]
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._finish(trial, stop_reason(trial.last_result, done=True))

@@ -114,8 +114,10 @@ def run_experiment(
     return _drive(spec, root, name, manifest, trials, address, callbacks, on_event, num_cpus)
 
 
-def _drive(spec, root, name, manifest, trials, address, callbacks, on_event, num_cpus):
-    """Run (or continue) the experiment's Tune runs inside one Ray session."""
+def _drive(
+    spec, root, name, manifest, trials, address, callbacks, on_event, num_cpus, restored=False
+):
+    """Run (or continue, `restored`) the experiment's Tune runs inside one Ray session."""
     from effray.spec.plan import search_plan
     from effray.tune.stages import run_stages
 
@@ -130,6 +132,7 @@ def _drive(spec, root, name, manifest, trials, address, callbacks, on_event, num
     ):
         with listening(on_event):
             event = {"event": "experiment", "name": name, "path": path, "trials": len(trials)}
+            event["restored"] = restored
             if spec.search is not None and spec.search.adaptive:  # no fixed list: its budget
                 plan = search_plan(spec, len(trials))
                 kind = "greedy stages" if spec.search.stages else plan["algorithm"]
@@ -237,7 +240,9 @@ def restore_experiment(
         from effray.spec import ExperimentSpec as Spec
 
         spec = Spec()
-    return _drive(spec, root, name, manifest, trials, address, (), on_event, num_cpus)
+    return _drive(
+        spec, root, name, manifest, trials, address, (), on_event, num_cpus, restored=True
+    )
 
 
 def record(config: dict[str, Any], metrics: dict[str, Any], error: object, path: str):

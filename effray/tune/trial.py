@@ -31,7 +31,14 @@ from typing import Any
 import ray
 from ray import tune
 
-from effray.results import ATTEMPTS, FAILURE, METRICS, TRIAL_SPEC, stop_reason_of_error
+from effray.results import (
+    ATTEMPTS,
+    FAILURE,
+    METRICS,
+    TRAIN_TOTAL,
+    TRIAL_SPEC,
+    stop_reason_of_error,
+)
 
 
 class TrialFailed(RuntimeError):
@@ -100,13 +107,15 @@ def train_trial(config: dict[str, Any]) -> None:
         store.write(files)
         history = loaded.payload.get("history", []) if loaded else []
         best = max((m["val/acc"] for m in history), default=float("-inf"))
+        train_total = sum(float(m.get("time/epoch_s", 0.0)) for m in history)
         last_epoch = start_epoch
 
         hyperparameters = {f"hp/{p}": numeric_value(spec, p) for p in spec.trial.track}
 
         def report(metrics: dict[str, Any], checkpoint_path: Path | None) -> None:
-            nonlocal best, last_epoch
+            nonlocal best, last_epoch, train_total
             metrics = {**metrics, **hyperparameters}
+            train_total += float(metrics.get("time/epoch_s", 0.0))
             files[METRICS] += json.dumps(metrics, sort_keys=True) + "\n"
             store.write({METRICS: files[METRICS]})
             best = max(best, metrics["val/acc"])
@@ -120,6 +129,7 @@ def train_trial(config: dict[str, Any]) -> None:
                     (snapshot / name).write_text(text, encoding="utf-8")
                 extra = {
                     "val/best_acc": best,
+                    TRAIN_TOTAL: train_total,
                     "trial/node_id": node_id,
                     "trial/resumed_from_epoch": start_epoch,
                     **hyperparameters,
