@@ -264,3 +264,27 @@ def test_submit_rejects_a_spec_outside_the_uploaded_directory(tmp_path):
     spec = write_spec(tmp_path / "elsewhere" / "x.yaml", "x", trials=1)
     with pytest.raises(ExperimentError, match="outside the directory uploaded"):
         submit_job(spec, working_dir=tmp_path / "project", address="http://127.0.0.1:9")
+
+
+def test_submit_warns_about_data_missing_here_but_stops_on_a_bad_spec(tmp_path):
+    """The dataset may live on the cluster only: a missing root is a warning (and the
+    submit goes on to the address); a problem the cluster would hit too stops it (exit 2)."""
+    spec = tmp_path / "cars.yaml"
+    spec.write_text(
+        "name: cars\n"
+        "data: {name: stanford_cars, root: /nonexistent/cars, image_size: 32}\n"
+        "model: {name: ghostnet}\n"
+        "train: {epochs: 1}\n"
+    )
+    base = [PY, "-m", "effray", "submit", str(spec), "--working-dir", str(tmp_path)]
+    env = {**os.environ, "COLUMNS": "200"}
+    dead = [*base, "--address", "http://127.0.0.1:9"]  # nothing listens there
+    out = subprocess.run(dead, capture_output=True, text=True, env=env, timeout=120)
+    assert "warning:" in out.stderr and "data.root" in out.stderr, out.stderr
+    assert "cluster needs it" in out.stderr
+    assert out.returncode != 0 and "problem" not in out.stderr  # got past the spec check
+
+    bad = [*dead, "--set", "train.epochs=0"]
+    out = subprocess.run(bad, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "train.epochs" in out.stderr and "nothing was started" in out.stderr

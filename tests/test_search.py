@@ -60,6 +60,7 @@ def test_a_01_spec_with_only_an_asha_block_still_means_asha():
         ({"algorithm": "optima"}, ["search.algorithm", "did you mean 'optuna'"]),
         ({"scheduler": "pbtt"}, ["search.scheduler", "did you mean 'pbt'"]),
         ({"metric": "val/accuracy"}, ["search.metric", "did you mean 'val/acc'"]),
+        ({"startup_trials": 3}, ["search.startup_trials", "setting of algorithm 'optuna'"]),
         (
             {"asha": {}, "pbt": {"mutations": {"train.lr": {"uniform": [0.01, 0.1]}}}},
             ["two schedulers at once", "asha and pbt"],
@@ -233,7 +234,8 @@ def test_stage_trials_build_on_the_winners_and_reuse_seeds():
 # --- optuna and pbt pieces ---------------------------------------------------------------
 
 
-def _optuna_spec(seed: int):
+def _optuna_spec(seed: int, startup: int | None = None):
+    extra = {} if startup is None else {"startup_trials": startup}
     return spec_from_dict(
         spec_dict(
             techniques=[],
@@ -246,16 +248,17 @@ def _optuna_spec(seed: int):
                 },
                 "num_samples": 12,
                 "seed": seed,
+                **extra,
             },
         )
     )
 
 
-def _suggestions(seed: int) -> list[dict]:
+def _suggestions(seed: int, startup: int | None = None) -> list[dict]:
     from effray.tune.experiment import TrialMaker
     from effray.tune.search import searcher
 
-    spec = _optuna_spec(seed)
+    spec = _optuna_spec(seed, startup)
     alg = searcher(spec, TrialMaker(spec))
     out = []
     for i in range(12):
@@ -283,6 +286,14 @@ def test_optuna_suggests_named_trials_within_bounds_reproducibly():
         assert len(t["trial"]["id"]) == 8
         assert set(t["trial"]["params"]) == {"train.lr", "train.momentum", "train.batch_size"}
     assert len({t["trial"]["id"] for t in first}) == 12
+
+
+def test_optuna_startup_trials_is_optunas_n_startup_trials():
+    """Optuna's TPE samples its first n_startup_trials (default 10) at random: 10 is the
+    default's sequence; 3 shares the first 3 random points, then models the results."""
+    lrs = {s: [t["train"]["lr"] for t in _suggestions(0, s)] for s in (None, 10, 3)}
+    assert lrs[10] == lrs[None]
+    assert lrs[3][:3] == lrs[None][:3] and lrs[3][3:] != lrs[None][3:]
 
 
 def test_pbt_explore_stays_in_range_and_keeps_the_trials_identity():

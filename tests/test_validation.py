@@ -225,3 +225,15 @@ def test_values_with_an_effect_do_not_warn(spec):
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoEffectWarning)
         spec_from_dict(spec)
+
+
+def test_validate_shows_a_no_effect_warning_as_one_line(tmp_path):
+    spec = raw(techniques=[{"kind": "grayscale"}])
+    result = validate(tmp_path, yaml.safe_dump(spec))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "grayscale" in line]
+    assert lines == [
+        "warning: grayscale: 'synthetic' images already have one channel; nothing to "
+        "convert (remove it)"
+    ]
+    assert "NoEffectWarning" not in result.output  # not Python's file:line form

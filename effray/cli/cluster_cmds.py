@@ -193,7 +193,8 @@ def restore(
 
 
 def _load_for_cluster(spec: Path, overrides: list[str] | None):
-    """Validate a spec to submit; a dataset missing here may be on the cluster (warn only)."""
+    """Validate a spec to submit. What depends on this machine's files (the dataset, which
+    may be on the cluster only) is a warning; every other problem stops the submit."""
     from effray.spec import expand as expand_spec
     from effray.spec import load_spec
 
@@ -202,15 +203,18 @@ def _load_for_cluster(spec: Path, overrides: list[str] | None):
         expand_spec(loaded)
         return loaded
     except SpecError as exc:
-        if not exc.problems or any(not p.path.startswith("data.") for p in exc.problems):
-            spec_error(exc)
-        for p in exc.problems:
-            err_console.print(
-                f"[yellow]warning:[/] {p} (on this machine; the cluster needs it)",
-                highlight=False,
-                soft_wrap=True,
-            )
-        return None
+        local = exc.problems
+    try:
+        expand_spec(load_spec(spec, overrides or [], files=False))
+    except SpecError as exc:
+        spec_error(exc)
+    for p in local:
+        err_console.print(
+            f"[yellow]warning:[/] {p} (on this machine; the cluster needs it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return None
 
 
 def _jobs_call(fn):

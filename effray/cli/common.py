@@ -37,12 +37,21 @@ def spec_error(exc: SpecError) -> None:
 
 
 def load(spec_path: Path, overrides: list[str] | None):
+    """The validated spec; its warnings (a technique with nothing to do) as one line each."""
     from effray.spec import load_spec
+    from effray.techniques import NoEffectWarning
 
-    try:
-        return load_spec(spec_path, overrides or [])
-    except SpecError as exc:
-        spec_error(exc)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoEffectWarning)
+        try:
+            spec = load_spec(spec_path, overrides or [])
+        except SpecError as exc:
+            spec_error(exc)
+    show_warnings([w for w in caught if issubclass(w.category, NoEffectWarning)])
+    for w in caught:  # anything else as Python would have shown it
+        if not issubclass(w.category, NoEffectWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return spec
 
 
 def load_trials(spec: Path, overrides: list[str] | None):

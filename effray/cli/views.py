@@ -50,8 +50,9 @@ DROP_ORDER = (
 
 
 def _natural(header: str, column: list[str]) -> int:
-    """Width a column needs with every cell whole (a header may wrap between words)."""
-    return max([len(c) for c in column] + [max(len(w) for w in header.split() or [""])])
+    """Width a column needs with every cell and its header whole (rich narrows the widest
+    columns first, numbers included, when the headers' full widths do not fit)."""
+    return max([len(c) for c in column] + [len(header)])
 
 
 def fit_columns(

@@ -100,24 +100,27 @@ def _where(a: yaml.Mark, b: yaml.Mark) -> str:
     return f"at lines {a.line + 1} and {b.line + 1}"
 
 
-def load_spec(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentSpec:
-    """Read, override and validate a spec file; raise SpecError listing every problem."""
+def load_spec(
+    path: str | os.PathLike, overrides: list[str] | None = None, *, files: bool = True
+) -> ExperimentSpec:
+    """Read, override and validate a spec file; raise SpecError listing every problem.
+    `files=False` skips what depends on this machine's disk (the dataset's files)."""
     path = Path(path).expanduser()
     raw = _read_yaml(path)
     for text in overrides or []:
         key, value = parse_override(text)
         check_override_path(key)
         apply_override(raw, key, value)
-    spec = spec_from_dict(raw, source=str(path))
+    spec = spec_from_dict(raw, source=str(path), files=files)
     return spec
 
 
-def spec_from_dict(raw: dict, source: str | None = None) -> ExperimentSpec:
+def spec_from_dict(raw: dict, source: str | None = None, *, files: bool = True) -> ExperimentSpec:
     try:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(problems_from(exc), source=source) from None
-    problems = check_spec(spec)
+    problems = check_spec(spec, check_data=files)
     if problems:
         raise SpecError(problems, source=source)
     return spec

@@ -30,7 +30,8 @@ def search_plan(spec: ExperimentSpec, listed: int) -> dict[str, Any]:
         plan["note"] = (
             f"Optuna's TPE proposes {search.num_samples} trials (seed {search.seed}), "
             f"{search.max_concurrent or 'as many as resources allow'} at a time, "
-            "each from the results so far"
+            f"the first {search.startup_trials or 10} at random, then each from the "
+            "results so far"
         )
     if search.scheduler_name == "pbt":
         pbt = search.pbt

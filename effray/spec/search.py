@@ -115,6 +115,8 @@ class SearchSpec(Strict):
     ] = {}  # dotted spec path -> {grid|choice|uniform|loguniform|randint: …}
     num_samples: Annotated[int, Field(ge=1, le=10_000)] = 1  # draws (per grid point for grid)
     seed: Annotated[int, Field(ge=0)] = 0  # seed of the draws / of optuna's sampler
+    # optuna: random trials before TPE models the results (None: Optuna's default, 10)
+    startup_trials: Annotated[int, Field(ge=1)] | None = None
     metric: str = "val/acc"  # what the algorithm, the scheduler and the stages optimise
     mode: Literal["max", "min"] = "max"
     scheduler: str | None = (

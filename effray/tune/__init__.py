@@ -12,8 +12,9 @@ The only package that imports ray. Its modules:
     trial        the trainable: one Ray trial = one `fit`, its files, resources, names
     callbacks    driver-side callbacks: progress events for the CLI, one W&B run per trial
     session      the Ray this process uses: embedded and loopback-only, or a joined cluster
-    experiment   run_experiment / restore_experiment, ASHA, results.json
-    storage      experiment directories on a local path or a URI
+    experiment   run_experiment / restore_experiment, results.json
+    search       the schedulers (ASHA, median stopping, PBT) and the Optuna searcher
+    stages       the greedy search (search.stages): one Tune run per stage
     jobs         Ray Jobs: submit, list, logs, stop
 
 Names are re-exported here; Ray state pickled by effray 0.1 (`effray.tune.train_trial`,
