@@ -94,6 +94,13 @@ SAMPLERS = {"grid", "choice", "uniform", "loguniform", "randint"}
 
 def _check_search(spec: ExperimentSpec) -> list[Problem]:
     out = []
+    base = spec
+    if spec.search.stages:  # the space is drawn on the stages' base: staged techniques off
+        from effray.spec.stages import apply_changes
+
+        base = apply_changes(spec, [])
+        if isinstance(base, SpecError):  # reported by the stage checks
+            return out
     for path, dist in spec.search.space.items():
         where = f"search.space.{path}"
         if len(dist) != 1 or next(iter(dist)) not in SAMPLERS:
@@ -122,7 +129,7 @@ def _check_search(spec: ExperimentSpec) -> list[Problem]:
             )
             continue
         for value in probe_values(sampler, args):
-            trial = expand_one(spec, {path: value})
+            trial = expand_one(base, {path: value})
             if isinstance(trial, SpecError):
                 for p in trial.problems:
                     out.append(problem(where, f"value {value!r} is invalid: {p}"))

@@ -11,7 +11,6 @@ from effray.spec.schema import ExperimentSpec
 from effray.spec.stages import apply_changes
 
 MUTATION_SAMPLERS = ("uniform", "loguniform", "randint", "choice")
-MAX_STAGE_PATHS = 2000  # stage combinations validated together; more: each alone
 
 
 def check_adaptive(spec: ExperimentSpec) -> list[Problem]:
@@ -20,6 +19,15 @@ def check_adaptive(spec: ExperimentSpec) -> list[Problem]:
         return []
     out: list[Problem] = []
     grid = [p for p, d in search.space.items() if "grid" in d]
+    if search.startup_trials is not None and search.algorithm != "optuna":
+        out.append(
+            problem(
+                "search.startup_trials",
+                f"startup_trials is a setting of algorithm 'optuna', not {search.algorithm!r}",
+                value=search.startup_trials,
+                allowed="set search.algorithm: optuna, or remove startup_trials",
+            )
+        )
     if search.algorithm == "optuna":
         if grid:
             out.append(
@@ -189,28 +197,13 @@ def _check_stages(spec: ExperimentSpec) -> list[Problem]:
 
 def _check_stage_paths(spec: ExperimentSpec) -> list[Problem]:
     """Every path through the stages gives a valid trial (e.g. not two lr owners)."""
-    import itertools
+    from effray.spec.stages import paths_to_check
 
     stages = spec.search.stages
-    options = [[None, *s.alternatives] for s in stages]
-    total = 1
-    for o in options:
-        total *= len(o)
-    if total > MAX_STAGE_PATHS:  # too many to try: each alternative on the base alone
-        combos = [
-            tuple(alt if k == i else None for k in range(len(stages)))
-            for i, s in enumerate(stages)
-            for alt in s.alternatives
-        ]
-    else:
-        combos = itertools.product(*options)
-    for combo in combos:
-        chosen = [a for a in combo if a is not None]
-        trial = apply_changes(spec, chosen)
+    for steps in paths_to_check(spec):
+        trial = apply_changes(spec, [a for _, a in steps])
         if isinstance(trial, SpecError):
-            path = " then ".join(
-                f"{stages[i].name}:{a.label}" for i, a in enumerate(combo) if a is not None
-            )
+            path = " then ".join(f"{stages[i].name}:{a.label}" for i, a in steps) or "no change"
             return [
                 problem(
                     "search.stages",

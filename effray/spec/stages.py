@@ -43,7 +43,9 @@ def staged_names(spec: ExperimentSpec) -> set[str]:
 def apply_changes(spec: ExperimentSpec, chosen: list[Alternative]) -> ExperimentSpec | SpecError:
     """The base configuration with `chosen` applied in order: a concrete trial spec.
 
-    Techniques some stage adds start off; `remove` switches any technique off."""
+    Techniques some stage adds start off; `remove` switches any technique off, and the
+    settings (`set: {techniques.<name>.<field>: …}`) of a technique that is off are
+    dropped with it."""
     on = [t.name for t in spec.techniques if t.name not in staged_names(spec)]
     sets: dict[str, Any] = {}
     for alt in chosen:
@@ -57,12 +59,40 @@ def apply_changes(spec: ExperimentSpec, chosen: list[Alternative]) -> Experiment
     raw["ablation"] = "none"
     try:
         for path, value in sets.items():
+            parts = path.split(".")
+            if parts[0] == "techniques" and len(parts) > 2 and parts[1] not in on:
+                continue  # a setting of a technique a later stage switched off
             apply_override(raw, path, value)
         return ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
         return SpecError(problems_from(exc))
     except SpecError as exc:
         return exc
+
+
+MAX_PATHS = 2000  # stage combinations checked together; more: single alternatives and pairs
+
+
+def paths_to_check(spec: ExperimentSpec) -> list[list[tuple[int, Alternative]]]:
+    """The paths through the stages that validation builds a trial for: every path when
+    there are at most MAX_PATHS, else each alternative alone and each pair of
+    alternatives from two stages (where most conflicts show: two lr owners, a setting
+    that needs an earlier stage's technique). Each path is [(stage index, alternative)]."""
+    import itertools
+
+    stages = spec.search.stages if spec.search else []
+    options = [[None, *s.alternatives] for s in stages]
+    if math.prod(len(o) for o in options) <= MAX_PATHS:
+        return [
+            [(i, a) for i, a in enumerate(combo) if a is not None]
+            for combo in itertools.product(*options)
+        ]
+    singles = [(i, a) for i, s in enumerate(stages) for a in s.alternatives]
+    return [
+        [],
+        *([x] for x in singles),
+        *([x, y] for x, y in itertools.combinations(singles, 2) if x[0] < y[0]),
+    ]
 
 
 def _safe(label: str) -> str:
