@@ -272,3 +272,48 @@ def test_run_report_and_datasets_tables_keep_names_whole_at_80_columns(
         assert f"│ {group} " in reported, group
     rows = [line for line in (listed + ran.output + reported).splitlines() if line[:1] in "┏┃┡│└"]
     assert rows and all(len(line) <= 80 for line in rows)  # prose below a table may wrap
+
+
+def test_run_results_drop_columns_before_cutting_long_trial_names(spec_file, tmp_path, monkeypatch):
+    """Random-search names carry every choice (baseline-lr0.006038-weight_decay1.164e-06-
+    seed0): at 80 columns the techniques column goes, names and numbers stay whole."""
+    import effray.tune
+    from effray.results import TrialRecord
+    from effray.spec import expand, load_spec
+    from effray.tune.experiment import ExperimentResult
+
+    space = {
+        "train.lr": {"loguniform": [0.001, 0.3]},
+        "train.weight_decay": {"loguniform": [1e-6, 1e-2]},
+    }
+    path = spec_file(
+        techniques=[{"kind": "label_smoothing"}, {"kind": "one_cycle"}],
+        search={"algorithm": "random", "space": space, "num_samples": 3, "asha": None},
+        train={"epochs": 1, "batch_size": 64, "latency_repeats": 0, "threads": 1},
+        wandb={"mode": "disabled"},
+    )
+    trials = expand(load_spec(path))
+    assert min(len(t.trial.name) for t in trials) > 40
+
+    def finished(spec, trials, **_):
+        records = [
+            TrialRecord(name=t.trial.name, techniques=[x.name for x in t.techniques],
+                        epochs_planned=1, epochs_run=1, stopped_by="finished",
+                        best_val_acc=50.0, params=1_234_567.0)
+            for t in trials
+        ]  # fmt: skip
+        return ExperimentResult(spec.name, str(tmp_path), records, wall_s=1.0)
+
+    monkeypatch.setattr(effray.tune, "run_experiment", finished)
+    ran = runner.invoke(app, ["run", str(path)], env={"COLUMNS": "80", "NO_COLOR": "1"})
+    assert ran.exit_code == 0, ran.output
+    rows = [line for line in ran.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert rows and all(len(line) <= 80 and "…" not in line for line in rows)
+    first = "".join(line.split("│")[1].strip() for line in rows if line.startswith("│"))
+    for t in trials:  # whole, folded onto a second line when it is wider than the terminal
+        assert t.trial.name in first, ran.output
+    assert ran.output.count("50.00%") == 3 and "best val/acc" in ran.output, ran.output
+    assert "not shown at 80 columns: techniques" in ran.output
+    wide = runner.invoke(app, ["run", str(path)], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert "label_smoothing+one_cycle" in wide.output and "1,234,567" in wide.output
+    assert "not shown" not in wide.output

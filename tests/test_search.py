@@ -413,3 +413,15 @@ def test_the_example_search_specs_validate(name):
         ["data.train_subset=2000", "train.epochs=2", "search.num_samples=4"],
     )
     assert tiny.train.epochs == 2
+
+
+def test_pbt_keeps_enough_checkpoints_for_a_donor():
+    """PBT copies a donor's newest checkpoint; Ray warns that keeping <= 2 can lose it."""
+    from effray.tune.experiment import PBT_KEEP, checkpoint_keep
+
+    pbt = load_spec(ROOT / "experiments" / "pbt_fashion_mnist.yaml")
+    assert pbt.run.checkpoint_keep == 2 and checkpoint_keep(pbt) == PBT_KEEP > 2
+    more = load_spec(ROOT / "experiments" / "pbt_fashion_mnist.yaml", ["run.checkpoint_keep=7"])
+    assert checkpoint_keep(more) == 7
+    plain = spec_from_dict(spec_dict())
+    assert checkpoint_keep(plain) == plain.run.checkpoint_keep == 2

@@ -110,26 +110,44 @@ class _Progress:
         return table
 
 
-def _results_table(result) -> Table:
-    table = Table(title=f"{result.name}: {len(result.trials)} trials in {result.wall_s:.0f}s")
-    for col in ("trial", "techniques", "best val/acc", "epochs", "stopped by", "params"):
-        right = col in ("best val/acc", "epochs", "params")
-        wraps = col == "techniques"  # a trial name is copied by users: never cut, like numbers
-        table.add_column(
-            col, justify="right" if right else "left", overflow="fold", no_wrap=not wraps
-        )
-    for t in result.trials:
-        style = "red" if t.status == "error" else ("yellow" if t.status == "unfinished" else None)
-        table.add_row(
+RESULT_COLUMNS = ("trial", "techniques", "best val/acc", "epochs", "stopped by", "params")
+RESULT_DROP_ORDER = ("techniques", "params", "stopped by", "epochs")  # at a narrow terminal
+
+
+def _results_table(result) -> tuple[Table, list[str]]:
+    """The run's results, fitted to the terminal (numbers and trial names are never cut:
+    columns are dropped instead, techniques first); (table, dropped column names)."""
+    from effray.cli.views import fit_columns
+
+    cells = [
+        [
             t.name,  # search choices are part of the name (e.g. baseline-lr0.01-seed0)
             "+".join(t.techniques) or "-",
             pct(t.best_val_acc),
             f"{t.epochs_run}/{t.epochs_planned}",
             t.stopped_by,  # an error's reason is printed below the table
             "-" if math.isnan(t.params) else f"{int(t.params):,}",
-            style=style,
+        ]
+        for t in result.trials
+    ]
+    headers, cells, dropped = fit_columns(
+        list(RESULT_COLUMNS), cells, console.width, RESULT_DROP_ORDER
+    )
+    table = Table(title=f"{result.name}: {len(result.trials)} trials in {result.wall_s:.0f}s")
+    for i, col in enumerate(headers):
+        right = col in ("best val/acc", "epochs", "params")
+        whole = max([len(col)] + [len(row[i]) for row in cells])
+        table.add_column(  # a trial name is copied by users: never cut, folded if it must
+            col,
+            justify="right" if right else "left",
+            overflow="fold",
+            no_wrap=col not in ("trial", "techniques"),
+            min_width=None if col in ("trial", "techniques") else whole,
         )
-    return table
+    for t, row in zip(result.trials, cells, strict=True):
+        style = "red" if t.status == "error" else ("yellow" if t.status == "unfinished" else None)
+        table.add_row(*row, style=style)
+    return table, dropped
 
 
 def _drive(start) -> None:
@@ -145,7 +163,15 @@ def _drive(start) -> None:
             result = start(progress)
     except ExperimentError as exc:
         fail(str(exc))
-    console.print(_results_table(result))
+    table, dropped = _results_table(result)
+    console.print(table)
+    if dropped:
+        console.print(
+            f"not shown at {console.width} columns: {', '.join(dropped)} "
+            "(results.csv and `effray report` have them)",
+            style="dim",
+            highlight=False,
+        )
     console.print(
         f"results: {redact(join(result.path, 'results.json'))}, results.csv", highlight=False
     )

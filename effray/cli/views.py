@@ -56,16 +56,17 @@ def _natural(header: str, column: list[str]) -> int:
 
 
 def fit_columns(
-    headers: list[str], cells: list[list[str]], width: int
+    headers: list[str], cells: list[list[str]], width: int, order: tuple[str, ...] = DROP_ORDER
 ) -> tuple[list[str], list[list[str]], list[str]]:
-    """Drop low-priority columns until the table fits `width`; (headers, cells, dropped)."""
+    """Drop columns, first to last of `order`, until the table fits `width`; (headers,
+    cells, dropped)."""
     keep = list(range(len(headers)))
 
     def total() -> int:  # rich's heavy box: a border and one space each side per column
         return 1 + sum(_natural(headers[i], [row[i] for row in cells]) + 3 for i in keep)
 
     dropped = []
-    for name in DROP_ORDER:
+    for name in order:
         if total() <= width:
             break
         if name in headers and headers.index(name) in keep:

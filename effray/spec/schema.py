@@ -198,7 +198,8 @@ class WandbSpec(Strict):
 class RunSpec(Strict):
     storage: str | None = None  # results root; None: ./runs (or --storage)
     max_failures: Annotated[int, Field(ge=0, le=100)] = 2  # retries of a trial whose worker died
-    checkpoint_keep: Annotated[int, Field(ge=1, le=1000)] = 2  # newest checkpoints kept per trial
+    # newest checkpoints kept per trial (at least 4 under PBT, which copies a donor's newest)
+    checkpoint_keep: Annotated[int, Field(ge=1, le=1000)] = 2
 
 
 class TrialMeta(Strict):

@@ -153,6 +153,16 @@ def _drive(
     return result
 
 
+PBT_KEEP = 4  # PBT copies a donor's newest checkpoint: keep a margin (Ray warns at <= 2)
+
+
+def checkpoint_keep(spec) -> int:
+    """Checkpoints kept per trial: run.checkpoint_keep, at least PBT_KEEP under PBT."""
+    keep = spec.run.checkpoint_keep
+    pbt = spec.search is not None and spec.search.scheduler_name == "pbt"
+    return max(keep, PBT_KEEP) if pbt else keep
+
+
 def tune_run(spec, root: str, name: str, planned: list[dict] | None, callbacks: list) -> tune.Tuner:
     """The Tuner of one Tune run in directory root/name: the `planned` trials (dumped
     TrialSpecs) as a grid, or Optuna's suggestions when `planned` is None."""
@@ -182,7 +192,7 @@ def tune_run(spec, root: str, name: str, planned: list[dict] | None, callbacks: 
             storage_path=root,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.run.checkpoint_keep),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoint_keep(spec)),
             callbacks=[ProgressCallback(), WandbCallback(join(root, name)), *callbacks],
         ),
     )
