@@ -236,6 +236,6 @@ def test_a_job_on_a_cluster_without_effrays_dependencies_fails_with_one_line(bar
     assert job["end_time"] - job["start_time"] < 60  # at once, not after a long start
     lines = [line for line in logs.splitlines() if line.strip()]
     (line,) = [x for x in lines if x.startswith("effray cannot start:")]
-    assert "lacks torch, torchvision, wandb" in line and "typer" in line
+    assert "lacks torch, torchvision, optuna, wandb" in line and "typer" in line
     assert "cluster.yaml's setup_commands" in line and "effray submit --pip" in line
     assert "Traceback" not in logs and "ModuleNotFoundError" not in logs
