@@ -126,6 +126,7 @@ class TrialRecord:
     model: str = ""
     dataset: str = ""
     index: int = 0  # position in the expanded experiment (table order)
+    stage: str = ""  # a greedy search's stage, e.g. "2-regularisers" ("" outside one)
     reference: dict[str, float] = field(default_factory=dict)  # the spec's published numbers
     choices: dict[str, Any] = field(default_factory=dict)  # search choices, e.g. train.lr
     history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch metrics, if read
@@ -145,6 +146,12 @@ class TrialRecord:
     def status(self) -> str:
         """finished | stopped | error | unfinished | running | pending."""
         return STATUS.get(self.stopped_by, "error")
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Table order: stage by stage in a greedy search, then as expanded."""
+        number = self.stage.split("-", 1)[0]
+        return (int(number) if number.isdigit() else 0, self.index, self.name)
 
     @property
     def directory(self) -> str:
@@ -168,6 +175,7 @@ class TrialRecord:
             model=str((raw.get("model") or {}).get("name", "")),
             dataset=str((raw.get("data") or {}).get("name", "")),
             index=int(meta.get("index", 0)),
+            stage=str(meta.get("stage") or ""),
             reference={str(k): float(v) for k, v in (raw.get("reference") or {}).items()},
             choices=dict(meta.get("params") or {}),
         )

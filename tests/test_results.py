@@ -125,3 +125,22 @@ def test_settled_reasons_read_effray_0_1_results():
 def test_late_gain_definition():
     assert math.isnan(res.late_gain([50.0]))
     assert res.late_gain([50.0, 60.0, 61.0, 65.0]) == pytest.approx(4.0)
+
+
+def test_a_greedy_search_is_tabled_stage_by_stage_in_number_order():
+    """Each stage indexes its trials from 0, so the index alone interleaves the stages."""
+
+    def rec(name: str, stage: str, index: int) -> res.TrialRecord:
+        return res.TrialRecord.from_spec(
+            {"trial": {"name": name, "stage": stage, "index": index}, "train": {"epochs": 1}}
+        )
+
+    records = [rec("s10-C-30-seed0", "10-controlled_lr", 0), rec("s2-C-3-seed0", "2-norm", 0),
+               rec("s1-C-2-seed0", "1-loss", 1), rec("s1-keep-seed0", "1-loss", 0),
+               rec("s2-keep-seed0", "2-norm", 1)]  # fmt: skip
+    ordered = [r.name for r in sorted(records, key=lambda r: r.order)]
+    assert ordered == ["s1-keep-seed0", "s1-C-2-seed0", "s2-C-3-seed0", "s2-keep-seed0",
+                       "s10-C-30-seed0"]  # fmt: skip
+    assert res.TrialRecord.from_row(records[0].row()).stage == "10-controlled_lr"
+    plain = res.TrialRecord.from_spec({"trial": {"name": "b", "index": 3}})
+    assert plain.stage == "" and plain.order == (0, 3, "b")

@@ -229,7 +229,7 @@ def report(
         for i, h in enumerate(headers):
             table.add_column(
                 h,
-                justify="left" if i in (0, len(headers) - 1) else "right",
+                justify="left" if i == 0 or h == "stopped by" else "right",
                 no_wrap=i == 0,  # the technique set is a name: never cut
             )
         for row in cells:

@@ -129,7 +129,7 @@ def load_experiment(directory: str | os.PathLike) -> list[TrialRecord]:
             f"no trials in {redact(directory)}: expected {TRIAL_SPEC} in it or in its trial "
             "directories (written by `effray run` or `effray train`)"
         )
-    return sorted(records, key=lambda r: (r.index, r.name))
+    return sorted(records, key=lambda r: r.order)
 
 
 def _manifest(directory: str) -> dict[str, Any]:

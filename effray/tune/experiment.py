@@ -273,7 +273,7 @@ def collect(grid, path: str, planned: Iterable[dict] = ()) -> list[TrialRecord]:
     for dump in planned:
         if dump["trial"]["name"] not in seen:
             trials.append(record({"trial": dump}, {}, None, join(path, dump["trial"]["name"])))
-    trials.sort(key=lambda t: t.index)
+    trials.sort(key=lambda t: t.order)
     return trials
 
 
