@@ -72,8 +72,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make_spec(techniques: list[dict], **train):
-    return spec_from_dict({**BASE, "train": {**TRAIN, **train}, "techniques": techniques})
+def make_spec(techniques: list[dict], channels: int | None = None, **train):
+    data = {**BASE["data"], **({"channels": channels} if channels else {})}
+    return spec_from_dict(
+        {**BASE, "data": data, "train": {**TRAIN, **train}, "techniques": techniques}
+    )
 
 
 def tiny_net() -> nn.Module:
@@ -698,8 +701,8 @@ def test_each_technique_alone_trains_to_other_weights_than_the_baseline(kind):
     cls = TECHNIQUES[kind]
     if cls.requires:
         pytest.skip(f"{kind} needs {cls.requires}; the synthetic dataset has none")
-    spec = make_spec([{"kind": kind, **ACTS_SOON.get(kind, {})}], epochs=3)
-    spec.data.channels = 3 if kind in RGB_ONLY else 1
+    channels = 3 if kind in RGB_ONLY else 1
+    spec = make_spec([{"kind": kind, **ACTS_SOON.get(kind, {})}], channels=channels, epochs=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoEffectWarning)
         result = fit(spec)
