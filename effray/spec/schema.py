@@ -140,7 +140,7 @@ class TrainSpec(Strict):
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for forward passes
     channels_last: bool = False  # NHWC memory layout (faster convs on GPUs)
     threads: Annotated[int, Field(ge=1, le=256)] | None = (
-        None  # torch CPU threads; None = torch's default
+        None  # torch CPU threads; None = the CPUs the trial reserved (all cores alone)
     )
     latency_repeats: Annotated[int, Field(ge=0, le=20)] = (
         3  # CPU latency runs over the val set; 0 = skip
