@@ -141,3 +141,13 @@ def test_greedy_thesis_search_runs_tiny_on_the_sample_folder(cars, tmp_path):
     report = runner.invoke(app, ["report", str(exp)], env={**ENV, "COLUMNS": "80"})
     assert report.exit_code == 0, report.output
     assert "greedy search path" in report.output and "C-30" in report.output
+
+
+def test_the_thesis_specs_default_root_is_the_sample_make_setup_writes():
+    """Stanford Cars cannot be downloaded: `make setup` writes a sample where both thesis
+    specs look by default, so they validate and run tiny on a fresh clone."""
+    import re
+
+    made = re.findall(r"effray make-sample-cars (\S+)", (ROOT / "Makefile").read_text())
+    for spec in (GREEDY, ROOT / "experiments" / "thesis_c50_stanford_cars.yaml"):
+        assert yaml.safe_load(spec.read_text())["data"]["root"] in made, spec.name
