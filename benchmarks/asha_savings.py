@@ -25,15 +25,11 @@ Results: benchmarks/results/asha_savings.json.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
-from common import ROOT, machine, markdown_table, write_json
+from common import effray_run, machine, markdown_table, write_json
 
 LEARNING_RATES = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5]
 
@@ -55,25 +51,6 @@ def spec_dict(name: str, epochs: int, train_size: int, asha: bool) -> dict:
         "resources": {"cpu": 1, "gpu": 0},
         "wandb": {"mode": "disabled"},
     }
-
-
-def effray_run(raw: dict, tmp: Path) -> tuple[Path, float]:
-    spec_path = tmp / f"{raw['name']}.yaml"
-    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "160", "NO_COLOR": "1"}
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "effray", "run", str(spec_path), "--storage", str(tmp / "runs")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        print(proc.stdout + proc.stderr)
-        raise SystemExit(f"effray run {spec_path.name} failed with exit code {proc.returncode}")
-    return tmp / "runs" / raw["name"], wall
 
 
 def lr_of(record) -> float:

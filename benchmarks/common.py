@@ -12,12 +12,14 @@ import pickle
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -163,3 +165,25 @@ class CIFAR10NoChecksum:
                 self.class_to_idx = {name: i for i, name in enumerate(names)}
 
         return _CIFAR10(*args, **kwargs)
+
+
+def effray_run(raw: dict, tmp: Path) -> tuple[Path, float]:
+    """`effray run` of spec `raw` (written to tmp) in a subprocess, W&B off, results under
+    tmp/runs; (the experiment directory, wall seconds). A failed run prints its output
+    and stops the benchmark."""
+    spec_path = tmp / f"{raw['name']}.yaml"
+    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "160", "NO_COLOR": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "effray", "run", str(spec_path), "--storage", str(tmp / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(proc.stdout + proc.stderr)
+        raise SystemExit(f"effray run {spec_path.name} failed with exit code {proc.returncode}")
+    return tmp / "runs" / raw["name"], wall

@@ -242,6 +242,28 @@ _FLOATS = {
 }
 
 
+def history_from_text(text: str) -> list[dict[str, Any]]:
+    """The epochs of a metrics.jsonl, the current run's lineage only.
+
+    A line that is not JSON (the last one, while it is written) is skipped. When an epoch
+    number does not increase, the trial was restored from an earlier checkpoint: the
+    lines after that checkpoint belong to a lost run and are replaced by the new ones.
+    """
+    history: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        try:
+            metrics = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(metrics, dict) or "epoch" not in metrics:
+            continue
+        epoch = int(metrics["epoch"])
+        while history and int(history[-1]["epoch"]) >= epoch:
+            history.pop()
+        history.append(metrics)
+    return history
+
+
 def late_gain(accs: list[float]) -> float:
     """How many points the best val acc rose during the last quarter of the epochs run
     (at least the last epoch): max(all) - max(all but the last quarter).

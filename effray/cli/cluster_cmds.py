@@ -117,7 +117,7 @@ RESULT_DROP_ORDER = ("techniques", "params", "stopped by", "epochs")  # at a nar
 def _results_table(result) -> tuple[Table, list[str]]:
     """The run's results, fitted to the terminal (numbers and trial names are never cut:
     columns are dropped instead, techniques first); (table, dropped column names)."""
-    from effray.cli.views import fit_columns
+    from effray.cli.views import fit_columns, natural_width
 
     cells = [
         [
@@ -136,7 +136,7 @@ def _results_table(result) -> tuple[Table, list[str]]:
     table = Table(title=f"{result.name}: {len(result.trials)} trials in {result.wall_s:.0f}s")
     for i, col in enumerate(headers):
         right = col in ("best val/acc", "epochs", "params")
-        whole = max([len(col)] + [len(row[i]) for row in cells])
+        whole = natural_width(col, [row[i] for row in cells])
         table.add_column(  # a trial name is copied by users: never cut, folded if it must
             col,
             justify="right" if right else "left",
@@ -218,29 +218,23 @@ def restore(
     _drive(lambda on_event: restore_experiment(experiment_dir, address=address, on_event=on_event))
 
 
-def _load_for_cluster(spec: Path, overrides: list[str] | None):
+def _load_for_cluster(spec: Path, overrides: list[str] | None) -> None:
     """Validate a spec to submit. What depends on this machine's files (the dataset, which
     may be on the cluster only) is a warning; every other problem stops the submit."""
     from effray.spec import expand as expand_spec
-    from effray.spec import load_spec
+    from effray.spec import file_problems, load_spec
 
     try:
-        loaded = load_spec(spec, overrides or [])
+        loaded = load_spec(spec, overrides or [], files=False)
         expand_spec(loaded)
-        return loaded
-    except SpecError as exc:
-        local = exc.problems
-    try:
-        expand_spec(load_spec(spec, overrides or [], files=False))
     except SpecError as exc:
         spec_error(exc)
-    for p in local:
+    for p in file_problems(loaded):
         err_console.print(
             f"[yellow]warning:[/] {p} (on this machine; the cluster needs it)",
             highlight=False,
             soft_wrap=True,
         )
-    return None
 
 
 def _jobs_call(fn):

@@ -49,7 +49,7 @@ DROP_ORDER = (
 )
 
 
-def _natural(header: str, column: list[str]) -> int:
+def natural_width(header: str, column: list[str]) -> int:
     """Width a column needs with every cell and its header whole (rich narrows the widest
     columns first, numbers included, when the headers' full widths do not fit)."""
     return max([len(c) for c in column] + [len(header)])
@@ -63,7 +63,7 @@ def fit_columns(
     keep = list(range(len(headers)))
 
     def total() -> int:  # rich's heavy box: a border and one space each side per column
-        return 1 + sum(_natural(headers[i], [row[i] for row in cells]) + 3 for i in keep)
+        return 1 + sum(natural_width(headers[i], [row[i] for row in cells]) + 3 for i in keep)
 
     dropped = []
     for name in order:

@@ -18,6 +18,7 @@ from effray.results import (
     RUNNING,
     TRIAL_SPEC,
     TrialRecord,
+    history_from_text,
     settled_stop_reasons,
 )
 from effray.storage import find_dirs_with, is_dir, is_file, join, location, read_text, redact
@@ -44,29 +45,11 @@ def find_trial_dirs(directory: str | os.PathLike) -> list[str]:
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Per-epoch metrics of a trial, the current run's lineage only.
-
-    A line that is not JSON (the last one, while it is written) is skipped. When an epoch
-    number does not increase, the trial was restored from an earlier checkpoint: the
-    lines after that checkpoint belong to a lost run and are replaced by the new ones.
-    """
-    history: list[dict[str, Any]] = []
+    """Per-epoch metrics of a trial, the current run's lineage only (`history_from_text`)."""
     try:
-        text = read_text(location(path))
+        return history_from_text(read_text(location(path)))
     except OSError:  # no metrics yet (FileNotFoundError is one)
-        return history
-    for line in text.splitlines():
-        try:
-            metrics = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(metrics, dict) or "epoch" not in metrics:
-            continue
-        epoch = int(metrics["epoch"])
-        while history and int(history[-1]["epoch"]) >= epoch:
-            history.pop()
-        history.append(metrics)
-    return history
+        return []
 
 
 def read_stop_reasons(directory: str | os.PathLike) -> dict[str, str]:

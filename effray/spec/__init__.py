@@ -9,7 +9,7 @@ Modules: schema (the models), messages (error rendering), load (load_spec, to_ya
 overrides (--set), checks (cross-section rules), expand (ablation and search).
 """
 
-from effray.spec.checks import SAMPLERS, check_spec
+from effray.spec.checks import SAMPLERS, check_spec, file_problems
 from effray.spec.expand import (
     expand,
     expand_one,
@@ -63,6 +63,7 @@ __all__ = [
     "WandbSpec",
     "apply_override",
     "check_spec",
+    "file_problems",
     "expand",
     "expand_one",
     "planned_trials",

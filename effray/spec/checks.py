@@ -25,11 +25,16 @@ def check_spec(spec: ExperimentSpec, *, check_data: bool = True) -> list[Problem
         problems.append(asha)
     problems += check_metadata(spec)  # sizes, channels, image side: no pixels read
     if check_data:
-        from effray.data import check_data as _check_data
-
-        problems += _check_data(spec.data)
-        problems += _check_requirements(spec)
+        problems += file_problems(spec)
     return problems
+
+
+def file_problems(spec: ExperimentSpec) -> list[Problem]:
+    """What depends on this machine's files: the dataset is there, with what the
+    techniques need (boxes, …)."""
+    from effray.data import check_data
+
+    return check_data(spec.data) + _check_requirements(spec)
 
 
 def _check_requirements(spec: ExperimentSpec) -> list[Problem]:

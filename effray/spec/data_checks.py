@@ -21,7 +21,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from effray.data.registry import DATASETS, image_side
-from effray.errors import Problem, SpecError, problem
+from effray.errors import Problem, problem
 from effray.techniques import NoEffectWarning
 
 if TYPE_CHECKING:
@@ -87,8 +87,10 @@ def normalize_problems(spec: ExperimentSpec) -> list[Problem]:
     (grayscale, when the trial has it, leaves one channel)."""
     from effray.spec.expand import technique_sets
 
+    if spec.search is not None and spec.search.stages:
+        return []  # a greedy search's trials are checked path by path (search_checks)
     try:
-        sets = _staged_sets(spec) if spec.search and spec.search.stages else technique_sets(spec)
+        sets = technique_sets(spec)
     except KeyError:  # an ablation naming no technique: reported by the ablation check
         sets = [("all", list(spec.techniques))]
     index = {t.name: i for i, t in enumerate(spec.techniques)}
@@ -117,20 +119,6 @@ def normalize_problems(spec: ExperimentSpec) -> list[Problem]:
                         allowed=f"a list of 1 or {n} values" if n != 1 else "a list of 1 value",
                     )
                 )
-    return out
-
-
-def _staged_sets(spec: ExperimentSpec) -> list:
-    """A greedy search's technique sets: those of the paths validation checks (a stage's
-    `set` may change normalize's mean/std with grayscale)."""
-    from effray.spec.stages import apply_changes, path_group, paths_to_check
-
-    out = []
-    for steps in paths_to_check(spec):
-        chosen = [a for _, a in steps]
-        trial = apply_changes(spec, chosen)
-        if not isinstance(trial, SpecError):  # an invalid path: the stage checks say so
-            out.append((path_group(chosen), list(trial.techniques)))
     return out
 
 

@@ -196,18 +196,21 @@ def _check_stages(spec: ExperimentSpec) -> list[Problem]:
 
 
 def _check_stage_paths(spec: ExperimentSpec) -> list[Problem]:
-    """Every path through the stages gives a valid trial (e.g. not two lr owners)."""
+    """Every path through the stages gives a valid trial: not two lr owners, normalize's
+    mean/std as many as the channels its path leaves (grayscale)."""
+    from effray.spec.data_checks import normalize_problems
     from effray.spec.stages import paths_to_check
 
     stages = spec.search.stages
     for steps in paths_to_check(spec):
         trial = apply_changes(spec, [a for _, a in steps])
-        if isinstance(trial, SpecError):
+        bad = trial.problems if isinstance(trial, SpecError) else normalize_problems(trial)
+        if bad:
             path = " then ".join(f"{stages[i].name}:{a.label}" for i, a in steps) or "no change"
             return [
                 problem(
                     "search.stages",
-                    f"the path {path} gives an invalid trial: {trial.problems[0]}",
+                    f"the path {path} gives an invalid trial: {bad[0]}",
                     allowed="alternatives that compose with every earlier choice",
                 )
             ]

@@ -7,7 +7,6 @@ draws; W&B goes through effray.tracking.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from typing import Any
 
 from ray import tune
 
-from effray.results import stop_reason
+from effray.results import METRICS, history_from_text, stop_reason
 from effray.storage import basename, is_uri, join, read_text, redact
 from effray.tracking.remote import RUNS_DIR
 
@@ -197,22 +196,13 @@ class WandbCallback(tune.Callback):
     def _epochs(self, trial, after: int, before: int) -> list[dict]:
         """The trial's own epochs in (after, before) from its metrics.jsonl: what the
         trial reported while no driver listened (killed, then restored)."""
-        from effray.results import METRICS
-
-        where = self.experiment_dir if self.stored else str(Path(trial.path).parent)
+        name = basename(str(trial.path))
+        trial_dir = join(self.experiment_dir, name) if self.stored else str(trial.path)
         try:
-            text = read_text(join(where, basename(str(trial.path)), METRICS))
+            text = read_text(join(trial_dir, METRICS))
         except Exception:  # no record to recover from: the run skips those steps
             return []
-        out = {}
-        for line in text.splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line cut by a kill
-                continue
-            if isinstance(row, dict) and after < int(row.get("epoch", 0)) < before:
-                out[int(row["epoch"])] = row
-        return [out[e] for e in sorted(out)]
+        return [m for m in history_from_text(text) if after < int(m["epoch"]) < before]
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._finish(trial, stop_reason(trial.last_result, done=True))

@@ -131,8 +131,13 @@ def _drive(
         ray_session(address, num_cpus=num_cpus, log_file=log),
     ):
         with listening(on_event):
-            event = {"event": "experiment", "name": name, "path": path, "trials": len(trials)}
-            event["restored"] = restored
+            event = {
+                "event": "experiment",
+                "name": name,
+                "path": path,
+                "trials": len(trials),
+                "restored": restored,
+            }
             if spec.search is not None and spec.search.adaptive:  # no fixed list: its budget
                 plan = search_plan(spec, len(trials))
                 kind = "greedy stages" if spec.search.stages else plan["algorithm"]

@@ -70,18 +70,9 @@ def searcher(spec, make_trial):
 
     search = spec.search
     space = {path: _domain(*next(iter(d.items()))) for path, d in search.space.items()}
-    sampler = None
-    if search.startup_trials is not None:  # else OptunaSearch's own TPESampler(seed)
-        sampler = optuna.samplers.TPESampler(
-            seed=search.seed, n_startup_trials=search.startup_trials
-        )
-    inner = OptunaSearch(
-        space=space,
-        metric=search.metric,
-        mode=search.mode,
-        seed=None if sampler else search.seed,  # a sampler carries its own seed
-        sampler=sampler,
-    )
+    startup = {} if search.startup_trials is None else {"n_startup_trials": search.startup_trials}
+    sampler = optuna.samplers.TPESampler(seed=search.seed, **startup)  # OptunaSearch's default
+    inner = OptunaSearch(space=space, metric=search.metric, mode=search.mode, sampler=sampler)
     alg: Searcher = SpecSearcher(inner, make_trial, search.metric, search.mode)
     if search.max_concurrent:
         alg = ConcurrencyLimiter(alg, max_concurrent=search.max_concurrent)
